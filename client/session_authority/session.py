@@ -1,0 +1,118 @@
+"""What the SDK hands to callers: plain dataclasses and dicts, no protobuf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import UnauthorisedError
+from .verify import PROTECTED_CLAIMS
+
+if TYPE_CHECKING:
+    from .client import SessionClient
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A token with its lifetime (milliseconds since the epoch)."""
+
+    token: str
+    expiry: int
+    created_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInformation:
+    """The stored state of a session, as ``get_session_information`` returns it."""
+
+    session_handle: str
+    user_id: str
+    session_data_in_database: dict[str, Any]
+    expiry: int
+    custom_claims_in_access_token_payload: dict[str, Any]
+    time_created: int
+    tenant_id: str = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class RegeneratedAccessToken:
+    """The result of ``regenerate_access_token``; ``access_token`` is None when the
+    presented token had already expired (only the stored payload changed)."""
+
+    session_handle: str
+    user_id: str
+    access_token_payload: dict[str, Any]
+    access_token: TokenInfo | None
+
+
+@dataclass(eq=False)
+class SessionContainer:
+    """A verified or freshly created session, bound to the client that made it."""
+
+    user_id: str
+    session_handle: str
+    access_token: str
+    access_token_payload: dict[str, Any]
+    refresh_token: str | None
+    anti_csrf_token: str | None
+    tenant_id: str = "public"
+    access_token_expiry: int | None = None
+    refresh_token_expiry: int | None = None
+    _client: SessionClient | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        # Tokens stay out of reprs so that they never end up in a log by accident.
+        return (
+            f"SessionContainer(user_id={self.user_id!r}, session_handle={self.session_handle!r})"
+        )
+
+    @property
+    def custom_claims(self) -> dict[str, Any]:
+        return {k: v for k, v in self.access_token_payload.items() if k not in PROTECTED_CLAIMS}
+
+    def _bound(self) -> SessionClient:
+        if self._client is None:
+            raise RuntimeError("this SessionContainer is not bound to a SessionClient")
+        return self._client
+
+    async def revoke_session(self) -> bool:
+        return await self._bound().revoke_session(self.session_handle)
+
+    async def get_session_data_from_database(self) -> dict[str, Any]:
+        info = await self._information()
+        return info.session_data_in_database
+
+    async def update_session_data_in_database(self, new_session_data: dict[str, Any]) -> None:
+        if not await self._bound().update_session_data_in_database(
+            self.session_handle, new_session_data
+        ):
+            raise UnauthorisedError("the session does not exist anymore")
+
+    async def merge_into_access_token_payload(self, update: dict[str, Any]) -> None:
+        """Merge into this session's payload and re-mint this container's access token."""
+        merged = dict(self.custom_claims)
+        for key, value in update.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        result = await self._bound().regenerate_access_token(self.access_token, merged)
+        if result is None:
+            raise UnauthorisedError("the session does not exist anymore")
+        self.access_token_payload = result.access_token_payload
+        if result.access_token is not None:
+            self.access_token = result.access_token.token
+            self.access_token_expiry = result.access_token.expiry
+
+    async def get_time_created(self) -> int:
+        return (await self._information()).time_created
+
+    async def get_expiry(self) -> int:
+        """When the session itself (not the access token) expires, in ms."""
+        return (await self._information()).expiry
+
+    async def _information(self) -> SessionInformation:
+        info = await self._bound().get_session_information(self.session_handle)
+        if info is None:
+            raise UnauthorisedError("the session does not exist anymore")
+        return info

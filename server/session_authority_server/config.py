@@ -1,0 +1,151 @@
+"""Settings: defaults, then an optional TOML file, then environment variables.
+
+Environment variables are ``SESSION_AUTHORITY_<NAME>``; TOML keys are the same
+names in lower case without the prefix. Durations are whole seconds. A bad value
+raises :class:`ConfigError` naming the setting, which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SESSION_AUTHORITY_"
+
+ANTI_CSRF_MODES = ("NONE", "VIA_TOKEN", "VIA_CUSTOM_HEADER")
+SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+SQLITE_SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = "127.0.0.1:50051"
+    database_url: str = "sqlite:///./data/sessions.db"
+    access_token_validity: int = 3600
+    refresh_token_validity: int = 8_640_000
+    anti_csrf: str = "NONE"
+    signing_algorithm: str = "RS256"
+    signing_key_rotation: int = 604_800
+    refresh_grace_period: int = 30
+    issuer: str = "http://127.0.0.1:3567"
+    # How long in-flight RPCs may run on after SIGTERM before they are cancelled.
+    shutdown_grace: int = 10
+    # FULL: a commit survives power loss. NORMAL: survives a process crash only,
+    # faster; a lost rotation would make the client's newest refresh token look
+    # like an ancestor, so FULL is the default.
+    sqlite_synchronous: str = "FULL"
+    log_level: str = "INFO"
+
+    @property
+    def access_token_validity_ms(self) -> int:
+        return self.access_token_validity * 1000
+
+    @property
+    def refresh_token_validity_ms(self) -> int:
+        return self.refresh_token_validity * 1000
+
+
+_DURATIONS = {
+    "access_token_validity",
+    "refresh_token_validity",
+    "signing_key_rotation",
+    "refresh_grace_period",
+    "shutdown_grace",
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "anti_csrf": ANTI_CSRF_MODES,
+    "signing_algorithm": SIGNING_ALGORITHMS,
+    "sqlite_synchronous": SQLITE_SYNCHRONOUS_MODES,
+    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+_ZERO_ALLOWED = {"refresh_grace_period", "shutdown_grace"}
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings from defaults < TOML file < environment < explicit overrides."""
+    raw: dict[str, tuple[str, Any]] = {}  # name -> (where it came from, value)
+    if config_file is not None:
+        try:
+            document = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config file {config_file}: cannot be read ({exc.strerror})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file}: not valid TOML ({exc})") from exc
+        for key, value in document.items():
+            if key not in FIELD_NAMES:
+                raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
+            raw[key] = (f"{key} in {config_file}", value)
+    for name in FIELD_NAMES:
+        value = (environ or {}).get(env_name(name))
+        if value is not None:
+            raw[name] = (env_name(name), value)
+    for name, value in overrides.items():
+        if name not in FIELD_NAMES:
+            raise ConfigError(f"unknown setting {name!r}")
+        raw[name] = (name, value)
+    values = {name: _parse(name, where, value) for name, (where, value) in raw.items()}
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _parse(name: str, where: str, value: Any) -> Any:
+    if name in _DURATIONS:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a whole number of seconds, got {value!r}")
+        try:
+            seconds = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{where}: expected a whole number of seconds, got {value!r}"
+            ) from None
+        minimum = 0 if name in _ZERO_ALLOWED else 1
+        if seconds < minimum:
+            raise ConfigError(f"{where}: must be at least {minimum} second(s), got {seconds}")
+        return seconds
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    choices = _CHOICES.get(name)
+    if choices is not None:
+        matched = {c.upper(): c for c in choices}.get(value.strip().upper())
+        if matched is None:
+            raise ConfigError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
+        return matched
+    return value.strip()
+
+
+def _check(settings: Settings) -> None:
+    host, sep, port = settings.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(
+            f"{env_name('listen')}: expected host:port, got {settings.listen!r}"
+        )
+    if not settings.database_url.startswith(("sqlite:///",)):
+        raise ConfigError(
+            f"{env_name('database_url')}: expected a sqlite:///path URL, "
+            f"got a URL of another scheme"
+        )
+    if settings.refresh_token_validity <= settings.access_token_validity:
+        raise ConfigError(
+            f"{env_name('refresh_token_validity')}: must be longer than "
+            f"{env_name('access_token_validity')}"
+        )
+    if not settings.issuer:
+        raise ConfigError(f"{env_name('issuer')}: must not be empty")

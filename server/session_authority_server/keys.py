@@ -1,0 +1,190 @@
+"""The signing-key ring: dynamic keys ``d-<created_ms>`` kept in the database.
+
+Schedule: a key signs from ``signs_from_ms``. A successor is created
+``publish_lead`` before the current key has signed for ``rotation``, and is in
+the JWKS from then on, so caches learn it before any token uses it. A key stays
+in the JWKS while a token it signed can be valid: until its successor took over
+plus the access-token validity.
+
+Keys are parsed once when the ring loads. The hot path (``signer``) is one
+integer comparison; the ring reloads from the database only when the schedule
+says something changes, or (rate-limited) when a token names an unknown kid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from session_authority.verify import ALGORITHMS, VerificationKey
+
+from .clock import Clock
+from .storage.base import SessionStore, SigningKeyRow
+
+log = logging.getLogger(__name__)
+
+# Clock skew tolerated between replicas and verifiers when retiring keys.
+_SKEW_MS = 60_000
+_UNKNOWN_KID_RELOAD_COOLDOWN_MS = 5_000
+_JWK_PUBLIC_FIELDS = ("kty", "crv", "n", "e", "x", "y")
+
+
+def generate_private_key(algorithm: str) -> Any:
+    if algorithm == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if algorithm == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"unsupported signing algorithm {algorithm!r}")
+
+
+def private_key_pem(key: Any) -> bytes:
+    return key.private_bytes(  # type: ignore[no-any-return]
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    kid: str
+    algorithm_name: str
+    private_key: Any
+    public: VerificationKey
+    jwk: dict[str, str]
+    created_ms: int
+    signs_from_ms: int
+
+    @classmethod
+    def from_row(cls, row: SigningKeyRow) -> SigningKey:
+        algorithm = ALGORITHMS[row.algorithm]
+        private = serialization.load_pem_private_key(row.private_key, password=None)
+        public = private.public_key()
+        exported = algorithm.to_jwk(public, as_dict=True)
+        jwk = {name: exported[name] for name in _JWK_PUBLIC_FIELDS if name in exported}
+        jwk.update(kid=row.kid, alg=row.algorithm, use="sig")
+        return cls(
+            kid=row.kid,
+            algorithm_name=row.algorithm,
+            private_key=private,
+            public=VerificationKey(row.kid, row.algorithm, algorithm, public),
+            jwk=jwk,
+            created_ms=row.created_ms,
+            signs_from_ms=row.signs_from_ms,
+        )
+
+
+class KeyRing:
+    def __init__(
+        self,
+        store: SessionStore,
+        clock: Clock,
+        *,
+        algorithm: str,
+        rotation_ms: int,
+        access_token_validity_ms: int,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._algorithm = algorithm
+        self._rotation_ms = rotation_ms
+        # Publish a successor this long before it signs (at most an hour).
+        self._publish_lead_ms = min(rotation_ms // 4, 3_600_000)
+        self._access_validity_ms = access_token_validity_ms
+        self._keys: list[SigningKey] = []  # ordered by signs_from_ms
+        self._by_kid: dict[str, SigningKey] = {}
+        self._signer: SigningKey | None = None
+        self._next_event_ms = 0  # when the signer changes or a rotation falls due
+        self._last_unknown_kid_reload_ms = -_UNKNOWN_KID_RELOAD_COOLDOWN_MS
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self._sync(self._clock.now_ms())
+
+    async def signer(self) -> SigningKey:
+        """The key that signs now; creates or adopts a successor when one is due."""
+        now = self._clock.now_ms()
+        if now >= self._next_event_ms or self._signer is None:
+            async with self._lock:
+                if now >= self._next_event_ms or self._signer is None:
+                    await self._sync(now)
+        assert self._signer is not None
+        return self._signer
+
+    def verification_key(self, kid: str) -> VerificationKey | None:
+        key = self._by_kid.get(kid)
+        return key.public if key is not None else None
+
+    async def verification_key_reloading(self, kid: str) -> VerificationKey | None:
+        """As verification_key, but an unknown kid reloads the ring from the
+        database (another replica may have rotated) at most once per cooldown."""
+        key = self.verification_key(kid)
+        if key is not None:
+            return key
+        now = self._clock.now_ms()
+        if now - self._last_unknown_kid_reload_ms < _UNKNOWN_KID_RELOAD_COOLDOWN_MS:
+            return None
+        self._last_unknown_kid_reload_ms = now
+        async with self._lock:
+            self._adopt(await self._store.signing_keys(), now)
+        return self.verification_key(kid)
+
+    def jwks(self) -> tuple[list[dict[str, str]], int]:
+        """(JWKs that can verify a live token, seconds a verifier may cache them)."""
+        now = self._clock.now_ms()
+        published = []
+        for index, key in enumerate(self._keys):
+            successor = self._keys[index + 1] if index + 1 < len(self._keys) else None
+            retired_at = (
+                successor.signs_from_ms + self._access_validity_ms + _SKEW_MS
+                if successor is not None and successor.signs_from_ms <= now
+                else None
+            )
+            if retired_at is None or now < retired_at:
+                published.append(key.jwk)
+        # The next unpublished key starts signing one rotation after the newest key.
+        newest = self._keys[-1].signs_from_ms if self._keys else now
+        max_age_s = max(1, (newest + self._rotation_ms - now) // 1000)
+        return published, max_age_s
+
+    async def _sync(self, now: int) -> None:
+        """Create the first key or a due successor (one writer wins), then adopt."""
+        rows = await self._store.add_signing_key(lambda keys: self._due_key(keys, now))
+        self._adopt(rows, now)
+
+    def _due_key(self, rows: list[SigningKeyRow], now: int) -> SigningKeyRow | None:
+        if not rows:
+            return self._new_key_row(now, signs_from_ms=now)
+        newest = rows[-1]
+        if newest.algorithm != self._algorithm:
+            # The configured algorithm changed: switch now; verifiers fetch the
+            # unknown kid on first sight.
+            return self._new_key_row(now, signs_from_ms=now)
+        if now >= newest.signs_from_ms + self._rotation_ms - self._publish_lead_ms:
+            return self._new_key_row(now, signs_from_ms=now + self._publish_lead_ms)
+        return None
+
+    def _new_key_row(self, now: int, *, signs_from_ms: int) -> SigningKeyRow:
+        key = generate_private_key(self._algorithm)
+        log.info("created signing key d-%d (%s)", now, self._algorithm)
+        return SigningKeyRow(f"d-{now}", self._algorithm, private_key_pem(key), now, signs_from_ms)
+
+    def _adopt(self, rows: list[SigningKeyRow], now: int) -> None:
+        keys = []
+        for row in sorted(rows, key=lambda r: (r.signs_from_ms, r.created_ms)):
+            known = self._by_kid.get(row.kid)
+            keys.append(known if known is not None else SigningKey.from_row(row))
+        self._keys = keys
+        self._by_kid = {key.kid: key for key in keys}
+        signing = [key for key in keys if key.signs_from_ms <= now]
+        self._signer = signing[-1] if signing else keys[0]
+        newest = keys[-1]
+        upcoming = [key.signs_from_ms for key in keys if key.signs_from_ms > now]
+        due = newest.signs_from_ms + self._rotation_ms - self._publish_lead_ms
+        self._next_event_ms = min([due, *upcoming])

@@ -1,0 +1,309 @@
+"""The gRPC servicer: protobuf <-> domain translation only.
+
+Each RPC parses its request into Python values, calls the SessionManager and
+builds the response. Errors leave through one place (:func:`_translate_errors`)
+as google.rpc.Status + ErrorInfo, per the table in session_authority.errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from session_authority.errors import (
+    ERROR_DOMAIN,
+    InternalServerError,
+    SessionError,
+    StorageUnavailableError,
+    status_code_for,
+)
+from session_authority.v1 import session_service_pb2 as pb
+from session_authority.v1 import session_service_pb2_grpc as pb_grpc
+
+from .sessions import IssuedToken, SessionManager, SessionTokens
+from .storage.base import StorageUnavailable
+from .tokens import json_text
+from .validation import (
+    MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
+    MAX_SESSION_DATA_BYTES,
+    parse_json_object,
+)
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+async def abort_with_error(context: Context, error: SessionError) -> NoReturn:
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.wire_metadata()
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(
+        code=status_code_for(error).value[0], message=error.message, details=[detail]
+    )
+    await context.abort_with_status(rpc_status.to_status(status))
+
+
+def _translate_errors(
+    method: Callable[Concatenate[SessionServicer, P], Awaitable[R]],
+) -> Callable[Concatenate[SessionServicer, P], Awaitable[R]]:
+    """Turn domain errors into statuses; anything unexpected is INTERNAL, logged here
+    with its traceback and sent with a generic message."""
+
+    @functools.wraps(method)
+    async def wrapper(self: SessionServicer, *args: P.args, **kwargs: P.kwargs) -> R:
+        context: Context = args[1]  # type: ignore[assignment]
+        try:
+            return await method(self, *args, **kwargs)
+        except grpc.aio.AbortError:
+            raise
+        except SessionError as error:
+            failure: SessionError = error
+        except StorageUnavailable as error:
+            log.warning("%s: storage unavailable: %s", method.__name__, error)
+            failure = StorageUnavailableError("the session store is unavailable; retry later")
+        except Exception:
+            log.exception("%s failed unexpectedly", method.__name__)
+            failure = InternalServerError("internal error")
+        await abort_with_error(context, failure)
+
+    return wrapper
+
+
+def _token(token: IssuedToken) -> pb.Token:
+    return pb.Token(
+        token=token.token, expiry_ms=token.expiry_ms, created_time_ms=token.created_time_ms
+    )
+
+
+def _session(handle: str, user_id: str, tenant_id: str, payload: dict[str, Any]) -> pb.Session:
+    return pb.Session(
+        session_handle=handle,
+        user_id=user_id,
+        tenant_id=tenant_id,
+        access_token_payload_json=json_text(payload),
+    )
+
+
+def _issued(tokens: SessionTokens) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "session": _session(
+            tokens.handle, tokens.user_id, tokens.tenant_id, tokens.access_token_payload
+        ),
+        "access_token": _token(tokens.access_token),
+        "refresh_token": _token(tokens.refresh_token),
+    }
+    if tokens.anti_csrf_token is not None:
+        fields["anti_csrf_token"] = tokens.anti_csrf_token
+    return fields
+
+
+_CLAIMS_PENDING = (
+    "{} is part of the claims API, which this version of the authority does not serve yet"
+)
+
+
+class SessionServicer(pb_grpc.SessionServiceServicer):
+    def __init__(self, sessions: SessionManager) -> None:
+        self._sessions = sessions
+
+    @_translate_errors
+    async def CreateNewSession(
+        self, request: pb.CreateNewSessionRequest, context: Context
+    ) -> pb.CreateNewSessionResponse:
+        tokens = await self._sessions.create_new_session(
+            request.user_id,
+            parse_json_object(
+                request.access_token_payload_json,
+                "access_token_payload_json",
+                MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
+            ),
+            parse_json_object(
+                request.session_data_in_database_json,
+                "session_data_in_database_json",
+                MAX_SESSION_DATA_BYTES,
+            ),
+            disable_anti_csrf=request.disable_anti_csrf,
+        )
+        return pb.CreateNewSessionResponse(**_issued(tokens))
+
+    @_translate_errors
+    async def GetSession(
+        self, request: pb.GetSessionRequest, context: Context
+    ) -> pb.GetSessionResponse:
+        if request.HasField("override_global_claim_validators"):
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                _CLAIMS_PENDING.format("override_global_claim_validators"),
+            )
+        verified = await self._sessions.get_session(
+            request.access_token,
+            request.anti_csrf_token if request.HasField("anti_csrf_token") else None,
+            anti_csrf_check=(
+                request.anti_csrf_check if request.HasField("anti_csrf_check") else None
+            ),
+            check_database=request.check_database,
+        )
+        return pb.GetSessionResponse(
+            session=_session(
+                verified.handle,
+                verified.user_id,
+                verified.tenant_id,
+                verified.access_token_payload,
+            ),
+            access_token=_token(verified.access_token),
+        )
+
+    @_translate_errors
+    async def RefreshSession(
+        self, request: pb.RefreshSessionRequest, context: Context
+    ) -> pb.RefreshSessionResponse:
+        tokens = await self._sessions.refresh_session(
+            request.refresh_token,
+            request.anti_csrf_token if request.HasField("anti_csrf_token") else None,
+            disable_anti_csrf=request.disable_anti_csrf,
+        )
+        return pb.RefreshSessionResponse(**_issued(tokens))
+
+    @_translate_errors
+    async def RevokeSession(
+        self, request: pb.RevokeSessionRequest, context: Context
+    ) -> pb.RevokeSessionResponse:
+        revoked = await self._sessions.revoke_session(request.session_handle)
+        return pb.RevokeSessionResponse(revoked=revoked)
+
+    @_translate_errors
+    async def RevokeAllSessionsForUser(
+        self, request: pb.RevokeAllSessionsForUserRequest, context: Context
+    ) -> pb.RevokeAllSessionsForUserResponse:
+        handles = await self._sessions.revoke_all_sessions_for_user(request.user_id)
+        return pb.RevokeAllSessionsForUserResponse(revoked_session_handles=handles)
+
+    @_translate_errors
+    async def RevokeMultipleSessions(
+        self, request: pb.RevokeMultipleSessionsRequest, context: Context
+    ) -> pb.RevokeMultipleSessionsResponse:
+        handles = await self._sessions.revoke_multiple_sessions(list(request.session_handles))
+        return pb.RevokeMultipleSessionsResponse(revoked_session_handles=handles)
+
+    @_translate_errors
+    async def GetAllSessionHandlesForUser(
+        self, request: pb.GetAllSessionHandlesForUserRequest, context: Context
+    ) -> pb.GetAllSessionHandlesForUserResponse:
+        handles = await self._sessions.get_all_session_handles_for_user(request.user_id)
+        return pb.GetAllSessionHandlesForUserResponse(session_handles=handles)
+
+    @_translate_errors
+    async def GetSessionInformation(
+        self, request: pb.GetSessionInformationRequest, context: Context
+    ) -> pb.GetSessionInformationResponse:
+        row = await self._sessions.get_session_information(request.session_handle)
+        if row is None:
+            return pb.GetSessionInformationResponse()
+        return pb.GetSessionInformationResponse(
+            session_information=pb.SessionInformation(
+                session_handle=row.handle,
+                user_id=row.user_id,
+                tenant_id=row.tenant_id,
+                session_data_in_database_json=row.session_data,
+                expiry_ms=row.expires_ms,
+                custom_claims_in_access_token_payload_json=row.access_token_payload,
+                time_created_ms=row.created_ms,
+            )
+        )
+
+    @_translate_errors
+    async def UpdateSessionDataInDatabase(
+        self, request: pb.UpdateSessionDataInDatabaseRequest, context: Context
+    ) -> pb.UpdateSessionDataInDatabaseResponse:
+        updated = await self._sessions.update_session_data_in_database(
+            request.session_handle,
+            parse_json_object(
+                request.new_session_data_json, "new_session_data_json", MAX_SESSION_DATA_BYTES
+            ),
+        )
+        return pb.UpdateSessionDataInDatabaseResponse(updated=updated)
+
+    @_translate_errors
+    async def MergeIntoAccessTokenPayload(
+        self, request: pb.MergeIntoAccessTokenPayloadRequest, context: Context
+    ) -> pb.MergeIntoAccessTokenPayloadResponse:
+        updated = await self._sessions.merge_into_access_token_payload(
+            request.session_handle,
+            parse_json_object(
+                request.access_token_payload_update_json,
+                "access_token_payload_update_json",
+                MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
+            ),
+        )
+        return pb.MergeIntoAccessTokenPayloadResponse(updated=updated)
+
+    @_translate_errors
+    async def RegenerateAccessToken(
+        self, request: pb.RegenerateAccessTokenRequest, context: Context
+    ) -> pb.RegenerateAccessTokenResponse:
+        new_claims = (
+            parse_json_object(
+                request.new_access_token_payload_json,
+                "new_access_token_payload_json",
+                MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
+            )
+            if request.HasField("new_access_token_payload_json")
+            else None
+        )
+        result = await self._sessions.regenerate_access_token(request.access_token, new_claims)
+        if result is None:
+            return pb.RegenerateAccessTokenResponse(session_exists=False)
+        response = pb.RegenerateAccessTokenResponse(
+            session_exists=True,
+            session=_session(
+                result.handle, result.user_id, result.tenant_id, result.access_token_payload
+            ),
+        )
+        if result.access_token is not None:
+            response.access_token.CopyFrom(_token(result.access_token))
+        return response
+
+    @_translate_errors
+    async def GetJwks(self, request: pb.GetJwksRequest, context: Context) -> pb.GetJwksResponse:
+        keys, max_age = self._sessions.keys.jwks()
+        return pb.GetJwksResponse(keys=[pb.JsonWebKey(**jwk) for jwk in keys], max_age_seconds=max_age)
+
+    # --- the claims and JWT API: served from the claims release on -------------------
+
+    async def _claims_pending(self, name: str, context: Context) -> NoReturn:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _CLAIMS_PENDING.format(name))
+
+    async def SetClaimValue(self, request: Any, context: Context) -> Any:
+        await self._claims_pending("SetClaimValue", context)
+
+    async def GetClaimValue(self, request: Any, context: Context) -> Any:
+        await self._claims_pending("GetClaimValue", context)
+
+    async def RemoveClaim(self, request: Any, context: Context) -> Any:
+        await self._claims_pending("RemoveClaim", context)
+
+    async def ValidateClaims(self, request: Any, context: Context) -> Any:
+        await self._claims_pending("ValidateClaims", context)
+
+    async def ValidateClaimsInJwtPayload(self, request: Any, context: Context) -> Any:
+        await self._claims_pending("ValidateClaimsInJwtPayload", context)
+
+    async def GetGlobalClaimValidators(self, request: Any, context: Context) -> Any:
+        await self._claims_pending("GetGlobalClaimValidators", context)
+
+    async def CreateJwt(self, request: Any, context: Context) -> Any:
+        await self._claims_pending("CreateJwt", context)
+
+    async def GetOpenIdDiscoveryConfiguration(self, request: Any, context: Context) -> Any:
+        await self._claims_pending("GetOpenIdDiscoveryConfiguration", context)

@@ -1,0 +1,397 @@
+"""The recipe logic: create, verify, refresh, revoke and update sessions.
+
+No protobuf and no SQL here: requests arrive as Python values (already parsed
+by service.py), storage is the SessionStore protocol, time is the injected clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from session_authority.errors import TokenTheftDetectedError, UnauthorisedError
+from session_authority.verify import (
+    PROTECTED_CLAIMS,
+    check_anti_csrf,
+    parse_access_token,
+    verify_access_token,
+)
+
+from .clock import Clock
+from .config import Settings
+from .keys import KeyRing
+from .storage.base import DELETE, Change, SessionRow, SessionStore
+from .tokens import AccessTokenMinter, RefreshTokenCodec, json_text, secret_hash, token_hash_hex
+from .validation import (
+    MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
+    check_custom_claims,
+    check_session_handle,
+    check_session_handles,
+    check_user_id,
+    dump_within_limit,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "public"
+REFRESH_KEY_SECRET = "refresh-token-mac-key"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expiry_ms: int
+    created_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTokens:
+    """A session with freshly issued tokens (create and refresh)."""
+
+    handle: str
+    user_id: str
+    tenant_id: str
+    access_token_payload: dict[str, Any]
+    access_token: IssuedToken
+    refresh_token: IssuedToken
+    anti_csrf_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSession:
+    handle: str
+    user_id: str
+    tenant_id: str
+    access_token_payload: dict[str, Any]
+    access_token: IssuedToken
+
+
+@dataclass(frozen=True, slots=True)
+class RegeneratedToken:
+    handle: str
+    user_id: str
+    tenant_id: str
+    access_token_payload: dict[str, Any]
+    access_token: IssuedToken | None  # None: the presented token had expired
+
+
+class _Theft:
+    def __init__(self, row: SessionRow) -> None:
+        self.row = row
+
+
+class SessionManager:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SessionStore,
+        keys: KeyRing,
+        refresh_tokens: RefreshTokenCodec,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._keys = keys
+        self._refresh_tokens = refresh_tokens
+        self._clock = clock
+        self._minter = AccessTokenMinter()
+        self._issue_anti_csrf = settings.anti_csrf == "VIA_TOKEN"
+
+    @classmethod
+    async def start(cls, settings: Settings, store: SessionStore, clock: Clock) -> SessionManager:
+        keys = KeyRing(
+            store,
+            clock,
+            algorithm=settings.signing_algorithm,
+            rotation_ms=settings.signing_key_rotation * 1000,
+            access_token_validity_ms=settings.access_token_validity_ms,
+        )
+        await keys.start()
+        mac_key = await store.secret(REFRESH_KEY_SECRET, lambda: os.urandom(32))
+        return cls(settings, store, keys, RefreshTokenCodec(mac_key), clock)
+
+    @property
+    def keys(self) -> KeyRing:
+        return self._keys
+
+    # --- tokens -------------------------------------------------------------------
+
+    async def _mint(
+        self,
+        row: SessionRow,
+        custom_claims: dict[str, Any],
+        *,
+        refresh_token_hash: str,
+        anti_csrf_token: str | None,
+        now_ms: int,
+        expiry_s: int | None = None,
+    ) -> tuple[dict[str, Any], IssuedToken]:
+        if expiry_s is None:
+            expiry_s = (now_ms + self._settings.access_token_validity_ms) // 1000
+        # The v5 layout, in SuperTokens' order; custom claims follow.
+        payload: dict[str, Any] = {
+            "sub": row.user_id,
+            "exp": expiry_s,
+            "iat": now_ms // 1000,
+            "sessionHandle": row.handle,
+            "refreshTokenHash1": refresh_token_hash,
+            "parentRefreshTokenHash1": None,
+            "antiCsrfToken": anti_csrf_token,
+            "tId": row.tenant_id,
+            "rsub": row.user_id,
+            "iss": self._settings.issuer,
+        }
+        payload.update(custom_claims)
+        token = self._minter.mint(await self._keys.signer(), payload)
+        return payload, IssuedToken(token, expiry_s * 1000, now_ms)
+
+    async def _issue_pair(
+        self, row: SessionRow, secret: bytes, *, anti_csrf: bool, now_ms: int
+    ) -> SessionTokens:
+        refresh_token = self._refresh_tokens.issue(row.handle, secret, anti_csrf=anti_csrf)
+        anti_csrf_token = self._refresh_tokens.anti_csrf_token(secret) if anti_csrf else None
+        payload, access = await self._mint(
+            row,
+            json.loads(row.access_token_payload),
+            refresh_token_hash=token_hash_hex(refresh_token),
+            anti_csrf_token=anti_csrf_token,
+            now_ms=now_ms,
+        )
+        return SessionTokens(
+            handle=row.handle,
+            user_id=row.user_id,
+            tenant_id=row.tenant_id,
+            access_token_payload=payload,
+            access_token=access,
+            refresh_token=IssuedToken(refresh_token, row.expires_ms, now_ms),
+            anti_csrf_token=anti_csrf_token,
+        )
+
+    async def _verify(self, access_token: str, now_ms: int, *, check_expiry: bool) -> dict[str, Any]:
+        parsed = parse_access_token(access_token)
+        key = await self._keys.verification_key_reloading(parsed.kid)
+        return verify_access_token(parsed, key, now_ms, check_expiry=check_expiry)
+
+    # --- the recipe -----------------------------------------------------------------
+
+    async def create_new_session(
+        self,
+        user_id: str,
+        access_token_payload: dict[str, Any],
+        session_data: dict[str, Any],
+        *,
+        disable_anti_csrf: bool = False,
+    ) -> SessionTokens:
+        check_user_id(user_id)
+        check_custom_claims(access_token_payload, "access_token_payload_json")
+        now = self._clock.now_ms()
+        secret = os.urandom(32)
+        row = SessionRow(
+            handle=str(uuid.uuid4()),
+            user_id=user_id,
+            tenant_id=DEFAULT_TENANT,
+            refresh_hash=secret_hash(secret),
+            prev_refresh_hash=None,
+            rotated_at_ms=None,
+            access_token_payload=json_text(access_token_payload),
+            session_data=json_text(session_data),
+            created_ms=now,
+            expires_ms=now + self._settings.refresh_token_validity_ms,
+            absolute_expires_ms=None,
+        )
+        # Mint before storing: a signing failure leaves no orphan row behind.
+        tokens = await self._issue_pair(
+            row, secret, anti_csrf=self._issue_anti_csrf and not disable_anti_csrf, now_ms=now
+        )
+        await self._store.insert_session(row)
+        return tokens
+
+    async def get_session(
+        self,
+        access_token: str,
+        anti_csrf_token: str | None,
+        *,
+        anti_csrf_check: bool | None,
+        check_database: bool,
+    ) -> VerifiedSession:
+        now = self._clock.now_ms()
+        payload = await self._verify(access_token, now, check_expiry=True)
+        check_anti_csrf(payload, anti_csrf_token, anti_csrf_check)
+        if check_database:
+            row = await self._store.get_session(payload["sessionHandle"], now)
+            if row is None or row.user_id != payload["sub"]:
+                raise UnauthorisedError("the session does not exist anymore")
+        return VerifiedSession(
+            handle=payload["sessionHandle"],
+            user_id=payload["sub"],
+            tenant_id=payload.get("tId", DEFAULT_TENANT),
+            access_token_payload=payload,
+            access_token=IssuedToken(access_token, payload["exp"] * 1000, payload["iat"] * 1000),
+        )
+
+    async def refresh_session(
+        self, refresh_token: str, anti_csrf_token: str | None, *, disable_anti_csrf: bool
+    ) -> SessionTokens:
+        contents = self._refresh_tokens.parse(refresh_token)
+        if contents is None:
+            # Forged or mangled: never reaches storage, so it can revoke nothing.
+            raise UnauthorisedError("the refresh token is not valid")
+        if contents.anti_csrf and self._issue_anti_csrf and not disable_anti_csrf:
+            expected = self._refresh_tokens.anti_csrf_token(contents.secret)
+            if anti_csrf_token is None or not hmac.compare_digest(
+                anti_csrf_token.encode(), expected.encode()
+            ):
+                raise UnauthorisedError("the anti-CSRF token is missing or does not match")
+
+        now = self._clock.now_ms()
+        presented = secret_hash(contents.secret)
+        successor = self._refresh_tokens.successor_secret(contents.secret)
+        successor_hash = secret_hash(successor)
+        grace_ms = self._settings.refresh_grace_period * 1000
+
+        def decide(row: SessionRow | None) -> tuple[Change, SessionRow | _Theft | None]:
+            if row is None:
+                return None, None
+            if hmac.compare_digest(presented, row.refresh_hash):
+                # 1. The current token: rotate, and slide the session's expiry.
+                rotated = dataclasses.replace(
+                    row,
+                    refresh_hash=successor_hash,
+                    prev_refresh_hash=presented,
+                    rotated_at_ms=now,
+                    expires_ms=self._slid_expiry(row, now),
+                )
+                return rotated, rotated
+            if (
+                row.prev_refresh_hash is not None
+                and row.rotated_at_ms is not None
+                and hmac.compare_digest(presented, row.prev_refresh_hash)
+                and hmac.compare_digest(successor_hash, row.refresh_hash)
+                and now - row.rotated_at_ms <= grace_ms
+            ):
+                # 2. The token just rotated away, within the grace period: a
+                # concurrent tab or a retry gets the same successor, no rotation.
+                return None, row
+            # 3. An authentic ancestor (or the previous token after the grace
+            # period): reuse means theft. Revoke the session.
+            return DELETE, _Theft(row)
+
+        outcome = await self._store.update_session(contents.session_handle, now, decide)
+        if outcome is None:
+            raise UnauthorisedError("the session does not exist or has expired")
+        if isinstance(outcome, _Theft):
+            log.warning(
+                "refresh token reuse: session %s of user %s revoked",
+                outcome.row.handle,
+                outcome.row.user_id,
+            )
+            raise TokenTheftDetectedError(
+                "a refresh token of this session was reused; the session has been revoked",
+                session_handle=outcome.row.handle,
+                user_id=outcome.row.user_id,
+            )
+        return await self._issue_pair(
+            outcome,
+            successor,
+            anti_csrf=self._issue_anti_csrf and not disable_anti_csrf,
+            now_ms=now,
+        )
+
+    def _slid_expiry(self, row: SessionRow, now_ms: int) -> int:
+        expiry = now_ms + self._settings.refresh_token_validity_ms
+        if row.absolute_expires_ms is not None:
+            expiry = min(expiry, row.absolute_expires_ms)
+        return expiry
+
+    async def revoke_session(self, handle: str) -> bool:
+        check_session_handle(handle)
+        return bool(await self._store.delete_sessions([handle], self._clock.now_ms()))
+
+    async def revoke_multiple_sessions(self, handles: list[str]) -> list[str]:
+        check_session_handles(handles)
+        return await self._store.delete_sessions(handles, self._clock.now_ms())
+
+    async def revoke_all_sessions_for_user(self, user_id: str) -> list[str]:
+        check_user_id(user_id)
+        return await self._store.delete_sessions_for_user(user_id, self._clock.now_ms())
+
+    async def get_all_session_handles_for_user(self, user_id: str) -> list[str]:
+        check_user_id(user_id)
+        return await self._store.session_handles_for_user(user_id, self._clock.now_ms())
+
+    async def get_session_information(self, handle: str) -> SessionRow | None:
+        check_session_handle(handle)
+        return await self._store.get_session(handle, self._clock.now_ms())
+
+    async def update_session_data_in_database(
+        self, handle: str, new_session_data: dict[str, Any]
+    ) -> bool:
+        check_session_handle(handle)
+        data = json_text(new_session_data)
+
+        def decide(row: SessionRow | None) -> tuple[Change, bool]:
+            if row is None:
+                return None, False
+            return dataclasses.replace(row, session_data=data), True
+
+        return await self._store.update_session(handle, self._clock.now_ms(), decide)
+
+    async def merge_into_access_token_payload(self, handle: str, update: dict[str, Any]) -> bool:
+        check_session_handle(handle)
+        check_custom_claims(update, "access_token_payload_update_json")
+
+        def decide(row: SessionRow | None) -> tuple[Change, bool]:
+            if row is None:
+                return None, False
+            payload = json.loads(row.access_token_payload)
+            for key, value in update.items():
+                if value is None:
+                    payload.pop(key, None)
+                else:
+                    payload[key] = value
+            text = dump_within_limit(
+                payload, "access_token_payload_update_json", MAX_ACCESS_TOKEN_PAYLOAD_BYTES
+            )
+            return dataclasses.replace(row, access_token_payload=text), True
+
+        return await self._store.update_session(handle, self._clock.now_ms(), decide)
+
+    async def regenerate_access_token(
+        self, access_token: str, new_custom_claims: dict[str, Any] | None
+    ) -> RegeneratedToken | None:
+        if new_custom_claims is not None:
+            check_custom_claims(new_custom_claims, "new_access_token_payload_json")
+        now = self._clock.now_ms()
+        old = await self._verify(access_token, now, check_expiry=False)
+        new_text = None if new_custom_claims is None else json_text(new_custom_claims)
+
+        def decide(row: SessionRow | None) -> tuple[Change, SessionRow | None]:
+            if row is None or row.user_id != old["sub"]:
+                return None, None
+            if new_text is None:
+                return None, row
+            replaced = dataclasses.replace(row, access_token_payload=new_text)
+            return replaced, replaced
+
+        row = await self._store.update_session(old["sessionHandle"], now, decide)
+        if row is None:
+            return None
+        custom = json.loads(row.access_token_payload)
+        if old["exp"] * 1000 <= now:
+            protected = {k: v for k, v in old.items() if k in PROTECTED_CLAIMS}
+            return RegeneratedToken(row.handle, row.user_id, row.tenant_id, protected | custom, None)
+        payload, token = await self._mint(
+            row,
+            custom,
+            refresh_token_hash=old["refreshTokenHash1"],
+            anti_csrf_token=old["antiCsrfToken"],
+            now_ms=now,
+            expiry_s=old["exp"],
+        )
+        return RegeneratedToken(row.handle, row.user_id, row.tenant_id, payload, token)

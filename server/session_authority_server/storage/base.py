@@ -1,0 +1,99 @@
+"""The storage protocol: what the recipe logic needs from a database, nothing more.
+
+Every state change is one transaction. ``update_session`` is the one
+read-decide-write primitive: the store locks the row (SQLite: BEGIN IMMEDIATE;
+PostgreSQL: SELECT ... FOR UPDATE), hands it to a pure ``decide`` function and
+applies the change it returns before committing, so the logic above never sees
+SQL and two writers never interleave on one session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached or answered with a transient failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    handle: str
+    user_id: str
+    tenant_id: str
+    # SHA-256 of the current and previous refresh-token secrets; never the tokens.
+    refresh_hash: bytes
+    prev_refresh_hash: bytes | None
+    rotated_at_ms: int | None
+    access_token_payload: str  # JSON object text: the custom claims only
+    session_data: str  # JSON object text
+    created_ms: int
+    expires_ms: int  # sliding: moved on every refresh
+    absolute_expires_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyRow:
+    kid: str
+    algorithm: str
+    private_key: bytes  # PKCS#8 PEM
+    created_ms: int
+    signs_from_ms: int
+
+
+class Delete:
+    """A decision of ``update_session``: delete the row."""
+
+
+DELETE = Delete()
+# A decision is the new row, DELETE, or None (leave the row as it is).
+Change = SessionRow | Delete | None
+
+
+class SessionStore(Protocol):
+    async def open(self) -> list[int]:
+        """Connect and apply pending migrations; return the versions applied."""
+
+    async def close(self) -> None: ...
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied."""
+
+    async def insert_session(self, row: SessionRow) -> None: ...
+
+    async def get_session(self, handle: str, now_ms: int) -> SessionRow | None:
+        """The live session with this handle; None if missing or expired."""
+
+    async def update_session(
+        self,
+        handle: str,
+        now_ms: int,
+        decide: Callable[[SessionRow | None], tuple[Change, T]],
+    ) -> T:
+        """Lock the live row (None if missing/expired), apply decide's change, commit."""
+
+    async def delete_sessions(self, handles: Sequence[str], now_ms: int) -> list[str]:
+        """Delete these sessions; return the handles of those that were live."""
+
+    async def delete_sessions_for_user(self, user_id: str, now_ms: int) -> list[str]:
+        """Delete every session of a user; return the handles that were live."""
+
+    async def session_handles_for_user(self, user_id: str, now_ms: int) -> list[str]: ...
+
+    async def purge_expired(self, now_ms: int, batch_size: int = 1000) -> int:
+        """Delete expired rows in bounded batches; return how many went."""
+
+    async def signing_keys(self) -> list[SigningKeyRow]: ...
+
+    async def add_signing_key(
+        self, decide: Callable[[list[SigningKeyRow]], SigningKeyRow | None]
+    ) -> list[SigningKeyRow]:
+        """In one locked transaction: read all keys, add the one decide returns (if
+        any), and return the resulting key list. Replicas racing to rotate agree."""
+
+    async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """The named secret, created with ``make`` by the first caller to ask."""

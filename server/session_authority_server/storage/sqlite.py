@@ -1,0 +1,281 @@
+"""SQLite storage through aiosqlite: the embedded default.
+
+Two connections to one WAL database: a writer, whose transactions are
+serialised by an asyncio lock and started with BEGIN IMMEDIATE (so a second
+process on the same file waits instead of interleaving), and a reader, which
+sees the last committed state without waiting for writers. Write transactions
+run shielded from cancellation: a caller that gives up mid-refresh never leaves
+half a rotation behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from .base import DELETE, Change, SessionRow, SigningKeyRow, StorageUnavailable
+from .migrations import migrations
+
+T = TypeVar("T")
+
+_SESSION_COLUMNS = (
+    "handle, user_id, tenant_id, refresh_hash, prev_refresh_hash, rotated_at_ms, "
+    "access_token_payload, session_data, created_ms, expires_ms, absolute_expires_ms"
+)
+_KEY_COLUMNS = "kid, algorithm, private_key, created_ms, signs_from_ms"
+_BUSY_TIMEOUT_MS = 5000
+
+
+def _session(row: Any) -> SessionRow:
+    return SessionRow(*row)
+
+
+def _key(row: Any) -> SigningKeyRow:
+    return SigningKeyRow(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+
+def _session_values(row: SessionRow) -> tuple[Any, ...]:
+    return (
+        row.handle,
+        row.user_id,
+        row.tenant_id,
+        row.refresh_hash,
+        row.prev_refresh_hash,
+        row.rotated_at_ms,
+        row.access_token_payload,
+        row.session_data,
+        row.created_ms,
+        row.expires_ms,
+        row.absolute_expires_ms,
+    )
+
+
+class SQLiteStore:
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def open(self) -> list[int]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._writer = await self._connect()
+            await self._writer.execute("PRAGMA journal_mode=WAL")
+            applied = await self.migrate()
+            self._reader = await self._connect()
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StorageUnavailable(f"cannot open the SQLite database: {exc}") from exc
+        return applied
+
+    async def _connect(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        await db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        await db.execute(f"PRAGMA synchronous={self._synchronous}")
+        await db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            for db in (self._reader, self._writer):
+                if db is not None:
+                    await db.close()
+            self._reader = self._writer = None
+
+    async def migrate(self) -> list[int]:
+        async with self._transaction() as db:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+            )
+            done = {row[0] for row in await db.execute_fetchall("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, statements in migrations("sqlite"):
+                if version in done:
+                    continue
+                for statement in statements:
+                    await db.execute(statement)
+                await db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+                applied.append(version)
+            return applied
+
+    # --- plumbing -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            db = self._writer
+            if db is None:
+                raise StorageUnavailable("the SQLite store is closed")
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                await db.rollback()
+                raise
+            await db.commit()
+
+    async def _write(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        async def run() -> T:
+            async with self._transaction() as db:
+                return await work(db)
+
+        try:
+            return await asyncio.shield(asyncio.ensure_future(run()))
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailable(f"SQLite: {exc}") from exc
+
+    async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        db = self._reader
+        if db is None:
+            raise StorageUnavailable("the SQLite store is closed")
+        try:
+            return list(await db.execute_fetchall(sql, params))
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailable(f"SQLite: {exc}") from exc
+
+    # --- sessions -------------------------------------------------------------------
+
+    async def insert_session(self, row: SessionRow) -> None:
+        async def work(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                _session_values(row),
+            )
+
+        await self._write(work)
+
+    async def get_session(self, handle: str, now_ms: int) -> SessionRow | None:
+        rows = await self._read(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE handle = ? AND expires_ms > ?",
+            (handle, now_ms),
+        )
+        return _session(rows[0]) if rows else None
+
+    async def update_session(
+        self,
+        handle: str,
+        now_ms: int,
+        decide: Callable[[SessionRow | None], tuple[Change, T]],
+    ) -> T:
+        async def work(db: aiosqlite.Connection) -> T:
+            rows = await db.execute_fetchall(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE handle = ? AND expires_ms > ?",
+                (handle, now_ms),
+            )
+            current = _session(next(iter(rows))) if rows else None
+            change, result = decide(current)
+            if change is DELETE:
+                await db.execute("DELETE FROM sessions WHERE handle = ?", (handle,))
+            elif isinstance(change, SessionRow):
+                await db.execute(
+                    "UPDATE sessions SET refresh_hash = ?, prev_refresh_hash = ?, "
+                    "rotated_at_ms = ?, access_token_payload = ?, session_data = ?, "
+                    "expires_ms = ? WHERE handle = ?",
+                    (
+                        change.refresh_hash,
+                        change.prev_refresh_hash,
+                        change.rotated_at_ms,
+                        change.access_token_payload,
+                        change.session_data,
+                        change.expires_ms,
+                        handle,
+                    ),
+                )
+            return result
+
+        return await self._write(work)
+
+    async def delete_sessions(self, handles: Sequence[str], now_ms: int) -> list[str]:
+        async def work(db: aiosqlite.Connection) -> list[str]:
+            revoked = []
+            for handle in dict.fromkeys(handles):  # once each, order kept
+                rows = await db.execute_fetchall(
+                    "DELETE FROM sessions WHERE handle = ? RETURNING expires_ms", (handle,)
+                )
+                if any(row[0] > now_ms for row in rows):
+                    revoked.append(handle)
+            return revoked
+
+        return await self._write(work)
+
+    async def delete_sessions_for_user(self, user_id: str, now_ms: int) -> list[str]:
+        async def work(db: aiosqlite.Connection) -> list[str]:
+            rows = await db.execute_fetchall(
+                "DELETE FROM sessions WHERE user_id = ? RETURNING handle, expires_ms", (user_id,)
+            )
+            return [row[0] for row in rows if row[1] > now_ms]
+
+        return await self._write(work)
+
+    async def session_handles_for_user(self, user_id: str, now_ms: int) -> list[str]:
+        rows = await self._read(
+            "SELECT handle FROM sessions WHERE user_id = ? AND expires_ms > ? ORDER BY created_ms",
+            (user_id, now_ms),
+        )
+        return [row[0] for row in rows]
+
+    async def purge_expired(self, now_ms: int, batch_size: int = 1000) -> int:
+        removed = 0
+        while True:
+
+            async def work(db: aiosqlite.Connection) -> int:
+                cursor = await db.execute(
+                    "DELETE FROM sessions WHERE handle IN ("
+                    "SELECT handle FROM sessions WHERE expires_ms <= ? LIMIT ?)",
+                    (now_ms, batch_size),
+                )
+                return cursor.rowcount
+
+            count = await self._write(work)
+            removed += count
+            if count < batch_size:
+                return removed
+
+    # --- keys and secrets --------------------------------------------------------------
+
+    async def signing_keys(self) -> list[SigningKeyRow]:
+        rows = await self._read(
+            f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY signs_from_ms, created_ms", ()
+        )
+        return [_key(row) for row in rows]
+
+    async def add_signing_key(
+        self, decide: Callable[[list[SigningKeyRow]], SigningKeyRow | None]
+    ) -> list[SigningKeyRow]:
+        async def work(db: aiosqlite.Connection) -> list[SigningKeyRow]:
+            query = f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY signs_from_ms, created_ms"
+            keys = [_key(row) for row in await db.execute_fetchall(query)]
+            new = decide(keys)
+            if new is None:
+                return keys
+            await db.execute(
+                f"INSERT INTO signing_keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?)",
+                (new.kid, new.algorithm, new.private_key, new.created_ms, new.signs_from_ms),
+            )
+            return [*keys, new]
+
+        return await self._write(work)
+
+    async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        async def work(db: aiosqlite.Connection) -> bytes:
+            rows = list(
+                await db.execute_fetchall("SELECT value FROM secrets WHERE name = ?", (name,))
+            )
+            if rows:
+                return bytes(rows[0][0])
+            value = make()
+            await db.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", (name, value))
+            return value
+
+        return await self._write(work)

@@ -1,0 +1,95 @@
+"""Input limits and argument checks, enforced before anything is stored.
+
+Every rejection is an InvalidArgumentError naming the request field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from session_authority.errors import InvalidArgumentError
+from session_authority.verify import PROTECTED_CLAIMS
+
+MAX_USER_ID_LENGTH = 512
+MAX_SESSION_HANDLE_LENGTH = 128
+MAX_HANDLES_PER_CALL = 1000
+# The payload travels inside every access token, on every request: keep it small.
+MAX_ACCESS_TOKEN_PAYLOAD_BYTES = 16 * 1024
+MAX_SESSION_DATA_BYTES = 256 * 1024
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_object(text: str, field: str, max_bytes: int) -> dict[str, Any]:
+    """A JSON object from request text; empty text is {}."""
+    if not text:
+        return {}
+    if len(text) > max_bytes or len(text.encode()) > max_bytes:
+        raise InvalidArgumentError(f"{field} is larger than {max_bytes} bytes", field=field)
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise InvalidArgumentError(f"{field} is not valid JSON", field=field) from None
+    if not isinstance(value, dict):
+        raise InvalidArgumentError(f"{field} must be a JSON object", field=field)
+    return value
+
+
+def parse_json_value(text: str, field: str, max_bytes: int) -> Any:
+    if len(text) > max_bytes or len(text.encode()) > max_bytes:
+        raise InvalidArgumentError(f"{field} is larger than {max_bytes} bytes", field=field)
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise InvalidArgumentError(f"{field} is not valid JSON", field=field) from None
+
+
+def check_custom_claims(payload: dict[str, Any], field: str) -> None:
+    protected = sorted(PROTECTED_CLAIMS.intersection(payload))
+    if protected:
+        raise InvalidArgumentError(
+            f"{field} sets protected claims: {', '.join(protected)}", field=field
+        )
+
+
+def check_user_id(user_id: str, field: str = "user_id") -> str:
+    if not user_id:
+        raise InvalidArgumentError(f"{field} must not be empty", field=field)
+    if len(user_id) > MAX_USER_ID_LENGTH:
+        raise InvalidArgumentError(
+            f"{field} is longer than {MAX_USER_ID_LENGTH} characters", field=field
+        )
+    return user_id
+
+
+def check_session_handle(handle: str, field: str = "session_handle") -> str:
+    if not handle:
+        raise InvalidArgumentError(f"{field} must not be empty", field=field)
+    if len(handle) > MAX_SESSION_HANDLE_LENGTH:
+        raise InvalidArgumentError(
+            f"{field} is longer than {MAX_SESSION_HANDLE_LENGTH} characters", field=field
+        )
+    return handle
+
+
+def check_session_handles(handles: Sequence[str], field: str = "session_handles") -> list[str]:
+    if len(handles) > MAX_HANDLES_PER_CALL:
+        raise InvalidArgumentError(
+            f"{field} has more than {MAX_HANDLES_PER_CALL} handles", field=field
+        )
+    return [check_session_handle(handle, field) for handle in handles]
+
+
+def dump_within_limit(value: dict[str, Any], field: str, max_bytes: int) -> str:
+    """Serialise an object built from a request (a merge, say), refusing it when
+    the result outgrew its limit."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if len(text.encode()) > max_bytes:
+        raise InvalidArgumentError(
+            f"with {field} applied the object is larger than {max_bytes} bytes", field=field
+        )
+    return text
