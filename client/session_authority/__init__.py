@@ -1,8 +1,8 @@
 """session_authority: the Python SDK of the session authority.
 
-    async with SessionClient("127.0.0.1:50051") as sessions:
-        session = await sessions.create_new_session("user-1")
-        verified = await sessions.get_session(session.access_token)
+async with SessionClient("127.0.0.1:50051") as sessions:
+    session = await sessions.create_new_session("user-1")
+    verified = await sessions.get_session(session.access_token)
 """
 
 from .client import SessionClient

@@ -13,7 +13,8 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from .errors import (
     ERROR_DOMAIN,
@@ -29,8 +30,6 @@ from .verify import JwksCache, check_anti_csrf, parse_access_token, verify_acces
 
 _Response = TypeVar("_Response")
 
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -42,14 +41,14 @@ def _token_info(token: pb.Token) -> TokenInfo:
 
 def _error_from_rpc(error: grpc.aio.AioRpcError) -> SessionError:
     """Rebuild the authority's exception from the ErrorInfo in the status details."""
-    for key, value in error.trailing_metadata() or ():
-        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            info = error_details_pb2.ErrorInfo()
-            if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
-                return error_from_wire(info.reason, status.message, dict(info.metadata))
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:  # details that contradict the status code: not from us
+        status = None
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
+            return error_from_wire(info.reason, status.message, dict(info.metadata))
     return AuthorityUnreachableError(
         f"the session authority did not answer: {error.code().name}",
         status_code=error.code(),
@@ -108,9 +107,12 @@ class SessionClient:
 
     async def _call(self, method: Callable[..., Awaitable[_Response]], request: Any) -> _Response:
         try:
-            return await method(request, timeout=self._timeout, metadata=self._metadata)
+            response: _Response = await method(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
         except grpc.aio.AioRpcError as error:
             raise _error_from_rpc(error) from None
+        return response
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -230,7 +232,7 @@ class SessionClient:
         response = await self._call(
             self._stub.RevokeSession, pb.RevokeSessionRequest(session_handle=session_handle)
         )
-        return response.revoked
+        return bool(response.revoked)
 
     async def revoke_multiple_sessions(self, session_handles: Sequence[str]) -> list[str]:
         response = await self._call(
@@ -282,7 +284,7 @@ class SessionClient:
                 session_handle=session_handle, new_session_data_json=_dumps(new_session_data)
             ),
         )
-        return response.updated
+        return bool(response.updated)
 
     async def merge_into_access_token_payload(
         self, session_handle: str, access_token_payload_update: dict[str, Any]
@@ -294,7 +296,7 @@ class SessionClient:
                 access_token_payload_update_json=_dumps(access_token_payload_update),
             ),
         )
-        return response.updated
+        return bool(response.updated)
 
     async def regenerate_access_token(
         self, access_token: str, new_access_token_payload: dict[str, Any] | None = None

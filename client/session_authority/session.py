@@ -62,9 +62,7 @@ class SessionContainer:
 
     def __repr__(self) -> str:
         # Tokens stay out of reprs so that they never end up in a log by accident.
-        return (
-            f"SessionContainer(user_id={self.user_id!r}, session_handle={self.session_handle!r})"
-        )
+        return f"SessionContainer(user_id={self.user_id!r}, session_handle={self.session_handle!r})"
 
     @property
     def custom_claims(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from jwt.algorithms import Algorithm
 
 from .errors import TryRefreshTokenError, UnauthorisedError
 
-ACCESS_TOKEN_VERSION = "5"
+ACCESS_TOKEN_VERSION = "5"  # noqa: S105 (a format version, not a secret)
 
 # Claims the authority owns; custom payloads may not set them.
 PROTECTED_CLAIMS = frozenset(

@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from session_authority.v1 import session_service_pb2_grpc as pb_grpc
@@ -39,7 +40,7 @@ async def start_server(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    interceptors: Sequence[Any] = (),
 ) -> RunningServer:
     store = open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
     await store.open()
@@ -71,7 +72,10 @@ async def start_server(
 async def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     running = await start_server(settings)
-    log.info("session authority serving gRPC on %s", settings.listen.rsplit(":", 1)[0] + f":{running.port}")
+    log.info(
+        "session authority serving gRPC on %s",
+        settings.listen.rsplit(":", 1)[0] + f":{running.port}",
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

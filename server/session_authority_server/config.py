@@ -85,7 +85,9 @@ def load_settings(
         try:
             document = tomllib.loads(config_file.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise ConfigError(f"config file {config_file}: cannot be read ({exc.strerror})") from exc
+            raise ConfigError(
+                f"config file {config_file}: cannot be read ({exc.strerror})"
+            ) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file}: not valid TOML ({exc})") from exc
         for key, value in document.items():
@@ -134,9 +136,7 @@ def _parse(name: str, where: str, value: Any) -> Any:
 def _check(settings: Settings) -> None:
     host, sep, port = settings.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(
-            f"{env_name('listen')}: expected host:port, got {settings.listen!r}"
-        )
+        raise ConfigError(f"{env_name('listen')}: expected host:port, got {settings.listen!r}")
     if not settings.database_url.startswith(("sqlite:///",)):
         raise ConfigError(
             f"{env_name('database_url')}: expected a sqlite:///path URL, "

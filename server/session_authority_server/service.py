@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -37,9 +37,9 @@ from .validation import (
 
 log = logging.getLogger(__name__)
 
-P = ParamSpec("P")
+Request = TypeVar("Request")
 R = TypeVar("R")
-Context = grpc.aio.ServicerContext[Any, Any]
+Context = Any  # grpc.aio.ServicerContext; grpcio ships no type information
 
 
 async def abort_with_error(context: Context, error: SessionError) -> NoReturn:
@@ -52,19 +52,19 @@ async def abort_with_error(context: Context, error: SessionError) -> NoReturn:
         code=status_code_for(error).value[0], message=error.message, details=[detail]
     )
     await context.abort_with_status(rpc_status.to_status(status))
+    raise AssertionError("abort_with_status returned")
 
 
 def _translate_errors(
-    method: Callable[Concatenate[SessionServicer, P], Awaitable[R]],
-) -> Callable[Concatenate[SessionServicer, P], Awaitable[R]]:
+    method: Callable[[SessionServicer, Request, Context], Awaitable[R]],
+) -> Callable[[SessionServicer, Request, Context], Awaitable[R]]:
     """Turn domain errors into statuses; anything unexpected is INTERNAL, logged here
     with its traceback and sent with a generic message."""
 
     @functools.wraps(method)
-    async def wrapper(self: SessionServicer, *args: P.args, **kwargs: P.kwargs) -> R:
-        context: Context = args[1]  # type: ignore[assignment]
+    async def wrapper(self: SessionServicer, request: Request, context: Context) -> R:
         try:
-            return await method(self, *args, **kwargs)
+            return await method(self, request, context)
         except grpc.aio.AbortError:
             raise
         except SessionError as error:
@@ -113,7 +113,7 @@ _CLAIMS_PENDING = (
 )
 
 
-class SessionServicer(pb_grpc.SessionServiceServicer):
+class SessionServicer(pb_grpc.SessionServiceServicer):  # type: ignore[misc]
     def __init__(self, sessions: SessionManager) -> None:
         self._sessions = sessions
 
@@ -277,12 +277,15 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
     @_translate_errors
     async def GetJwks(self, request: pb.GetJwksRequest, context: Context) -> pb.GetJwksResponse:
         keys, max_age = self._sessions.keys.jwks()
-        return pb.GetJwksResponse(keys=[pb.JsonWebKey(**jwk) for jwk in keys], max_age_seconds=max_age)
+        return pb.GetJwksResponse(
+            keys=[pb.JsonWebKey(**jwk) for jwk in keys], max_age_seconds=max_age
+        )
 
     # --- the claims and JWT API: served from the claims release on -------------------
 
     async def _claims_pending(self, name: str, context: Context) -> NoReturn:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, _CLAIMS_PENDING.format(name))
+        raise AssertionError("abort returned")
 
     async def SetClaimValue(self, request: Any, context: Context) -> Any:
         await self._claims_pending("SetClaimValue", context)

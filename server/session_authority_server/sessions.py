@@ -40,7 +40,8 @@ from .validation import (
 log = logging.getLogger(__name__)
 
 DEFAULT_TENANT = "public"
-REFRESH_KEY_SECRET = "refresh-token-mac-key"
+# The name of the stored secret, not the secret.
+REFRESH_KEY_SECRET = "refresh-token-mac-key"  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +174,9 @@ class SessionManager:
             anti_csrf_token=anti_csrf_token,
         )
 
-    async def _verify(self, access_token: str, now_ms: int, *, check_expiry: bool) -> dict[str, Any]:
+    async def _verify(
+        self, access_token: str, now_ms: int, *, check_expiry: bool
+    ) -> dict[str, Any]:
         parsed = parse_access_token(access_token)
         key = await self._keys.verification_key_reloading(parsed.kid)
         return verify_access_token(parsed, key, now_ms, check_expiry=check_expiry)
@@ -385,7 +388,9 @@ class SessionManager:
         custom = json.loads(row.access_token_payload)
         if old["exp"] * 1000 <= now:
             protected = {k: v for k, v in old.items() if k in PROTECTED_CLAIMS}
-            return RegeneratedToken(row.handle, row.user_id, row.tenant_id, protected | custom, None)
+            return RegeneratedToken(
+                row.handle, row.user_id, row.tenant_id, protected | custom, None
+            )
         payload, token = await self._mint(
             row,
             custom,

@@ -49,8 +49,12 @@ class AccessTokenMinter:
         if header is None:
             header = b64url_encode(
                 json_text(
-                    {"alg": signer.algorithm_name, "kid": signer.kid, "typ": "JWT",
-                     "version": ACCESS_TOKEN_VERSION}
+                    {
+                        "alg": signer.algorithm_name,
+                        "kid": signer.kid,
+                        "typ": "JWT",
+                        "version": ACCESS_TOKEN_VERSION,
+                    }
                 ).encode()
             )
             self._headers[signer.kid] = header

@@ -98,7 +98,9 @@ class SQLiteStore:
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
             )
-            done = {row[0] for row in await db.execute_fetchall("SELECT version FROM schema_migrations")}
+            done = {
+                row[0] for row in await db.execute_fetchall("SELECT version FROM schema_migrations")
+            }
             applied = []
             for version, statements in migrations("sqlite"):
                 if version in done:
