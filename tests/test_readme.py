@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 
 from session_authority_server.app import start_server
 from session_authority_server.config import Settings
