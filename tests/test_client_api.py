@@ -188,7 +188,9 @@ async def test_regenerate_access_token(client: SessionClient, clock: ManualClock
 async def test_get_jwks(client: SessionClient) -> None:
     created = await client.create_new_session("user-1")
     jwks = await client.get_jwks()
-    (key,) = jwks["keys"]
+    # The dynamic key that signs access tokens, and the static one for CreateJwt.
+    (key,) = [k for k in jwks["keys"] if k["kid"].startswith("d-")]
+    assert [k["kid"][:2] for k in jwks["keys"]].count("s-") == 1
     assert key["kty"] == "RSA" and key["alg"] == "RS256" and key["use"] == "sig"
     assert key["kid"].startswith("d-") and key["kid"][2:].isdigit()
     assert {"n", "e"} <= key.keys() and "d" not in key  # never a private part

@@ -9,12 +9,14 @@ import base64
 import json
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from session_authority import SessionClient
 from session_authority.errors import TryRefreshTokenError
 from session_authority_server.app import RunningServer
+from session_authority_server.storage import open_store
 
 Start = Callable[..., Awaitable[RunningServer]]
 Connect = Callable[..., SessionClient]
@@ -38,8 +40,14 @@ def kid_of(token: str) -> str:
     return header(token)["kid"]
 
 
+async def dynamic_jwks(client: SessionClient) -> list[dict[str, Any]]:
+    """The JWKS entries of the rotating access-token keys (d-<created_ms>), in order;
+    the static CreateJWT key (s-<uuid>) is left out."""
+    return [key for key in (await client.get_jwks())["keys"] if key["kid"].startswith("d-")]
+
+
 async def jwks_kids(client: SessionClient) -> list[str]:
-    return [key["kid"] for key in (await client.get_jwks())["keys"]]
+    return [key["kid"] for key in await dynamic_jwks(client)]
 
 
 async def assert_verifies(local: SessionClient, remote: SessionClient, token: str) -> None:
@@ -69,9 +77,8 @@ async def test_access_token_header_and_jwks(server, client, clock) -> None:
     assert head["alg"] == "RS256"
     assert head["version"] == "5"
 
-    jwks = await client.get_jwks()
-    assert [key["kid"] for key in jwks["keys"]] == [head["kid"]]
-    (jwk,) = jwks["keys"]
+    assert await jwks_kids(client) == [head["kid"]]
+    (jwk,) = await dynamic_jwks(client)
     assert jwk["kty"] == "RSA"
     assert jwk["alg"] == "RS256"
     assert jwk["use"] == "sig"
@@ -166,7 +173,7 @@ async def test_successor_is_created_once_and_then_rotates_again(
         k2 = kids[1]
 
         # The next rotation is due one rotation after k2 started signing.
-        clock.advance(LEAD + ROTATION - LEAD)
+        clock.advance(ROTATION)
         token = (await client.create_new_session("u")).access_token
         assert kid_of(token) == k2
         kids = await jwks_kids(client)
@@ -221,7 +228,7 @@ async def test_other_algorithms(
         assert head["alg"] == algorithm
         assert re.fullmatch(r"d-\d+", head["kid"])
 
-        (jwk,) = (await local.get_jwks())["keys"]
+        (jwk,) = await dynamic_jwks(local)
         assert jwk["kid"] == head["kid"]
         assert jwk["kty"] == kty
         assert jwk["crv"] == crv
@@ -257,7 +264,7 @@ async def test_changing_the_algorithm_on_an_existing_database(
         assert head["kid"] != old_kid
         assert head["kid"] == f"d-{clock.now_ms()}"
 
-        keys = {key["kid"]: key for key in (await local.get_jwks())["keys"]}
+        keys = {key["kid"]: key for key in await dynamic_jwks(local)}
         assert set(keys) == {old_kid, head["kid"]}
         assert keys[old_kid]["kty"] == "RSA"
         assert keys[head["kid"]]["kty"] == "EC"
@@ -295,11 +302,32 @@ async def test_two_servers_on_an_empty_database_create_one_key(
     start: Start, connect: Connect
 ) -> None:
     first, second = await asyncio.gather(start(), start())
+    await check_one_shared_key(first, second, connect)
+
+
+async def test_servers_racing_to_initialise_fresh_databases(
+    start: Start, connect: Connect, tmp_path: Path
+) -> None:
+    # Two replicas (or `serve --workers 2`) starting together on a new SQLite file
+    # race on its first initialisation; several fresh files make a lost race show
+    # up reliably. ES256 keeps key generation cheap.
+    for attempt in range(8):
+        url = f"sqlite:///{tmp_path}/fresh-{attempt}.db"
+        first, second = await asyncio.gather(
+            start(database_url=url, signing_algorithm="ES256"),
+            start(database_url=url, signing_algorithm="ES256"),
+        )
+        await check_one_shared_key(first, second, connect)
+
+
+async def check_one_shared_key(
+    first: RunningServer, second: RunningServer, connect: Connect
+) -> None:
     async with connect(first) as a, connect(second) as b:
         kids_a = await jwks_kids(a)
-        kids_b = await jwks_kids(b)
         assert len(kids_a) == 1
-        assert kids_a == kids_b
+        assert await jwks_kids(b) == kids_a
+        assert await b.get_jwks() == await a.get_jwks()  # one static key too
 
         on_a = await a.create_new_session("user-1")
         on_b = await b.create_new_session("user-1")
@@ -310,9 +338,32 @@ async def test_two_servers_on_an_empty_database_create_one_key(
         assert await a.get_session(refreshed.access_token, check_database=True) is not None
 
 
-async def test_two_servers_started_one_after_the_other_share_the_key(start: Start, connect) -> None:
+async def test_two_servers_racing_on_a_migrated_keyless_database_create_one_key(
+    start: Start, connect: Connect, database_url: str
+) -> None:
+    # Schema in place but no key yet: both servers race only in key creation.
+    store = open_store(database_url)
+    await store.open()
+    assert await store.signing_keys() == []
+    await store.close()
+
+    first, second = await asyncio.gather(start(), start())
+    async with connect(first) as a, connect(second) as b:
+        kids = await jwks_kids(a)
+        assert len(kids) == 1
+        assert await jwks_kids(b) == kids
+        assert await b.get_jwks() == await a.get_jwks()  # one static key too
+        assert kid_of((await b.create_new_session("u")).access_token) == kids[0]
+
+
+async def test_two_servers_started_one_after_the_other_share_the_key(
+    start: Start, connect: Connect
+) -> None:
     first = await start()
     second = await start()
     async with connect(first) as a, connect(second) as b:
-        assert await jwks_kids(a) == await jwks_kids(b)
         assert len(await jwks_kids(a)) == 1
+        assert await b.get_jwks() == await a.get_jwks()
+        on_a = await a.create_new_session("user-1")
+        refreshed = await b.refresh_session(on_a.refresh_token)
+        assert kid_of(refreshed.access_token) == kid_of(on_a.access_token)

@@ -5,10 +5,19 @@ async with SessionClient("127.0.0.1:50051") as sessions:
     verified = await sessions.get_session(session.access_token)
 """
 
+from .claims import (
+    BooleanClaim,
+    ClaimValidationResult,
+    ClaimValidator,
+    PrimitiveArrayClaim,
+    PrimitiveClaim,
+    SessionClaim,
+)
 from .client import SessionClient
 from .errors import (
     ApiKeyInvalidError,
     AuthorityUnreachableError,
+    ClaimValidationError,
     InternalServerError,
     InvalidArgumentError,
     InvalidClaimsError,
@@ -18,15 +27,29 @@ from .errors import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
-from .session import RegeneratedAccessToken, SessionContainer, SessionInformation, TokenInfo
+from .session import (
+    ClaimValue,
+    RegeneratedAccessToken,
+    SessionContainer,
+    SessionInformation,
+    TokenInfo,
+)
 
 __all__ = [
     "ApiKeyInvalidError",
     "AuthorityUnreachableError",
+    "BooleanClaim",
+    "ClaimValidationError",
+    "ClaimValidationResult",
+    "ClaimValidator",
+    "ClaimValue",
     "InternalServerError",
     "InvalidArgumentError",
     "InvalidClaimsError",
+    "PrimitiveArrayClaim",
+    "PrimitiveClaim",
     "RegeneratedAccessToken",
+    "SessionClaim",
     "SessionClient",
     "SessionContainer",
     "SessionError",

@@ -6,6 +6,7 @@ dicts and the exceptions of :mod:`session_authority.errors`.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,23 +17,42 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from .claims import ClaimValidationResult, ClaimValidator, SessionClaim, refetch_updates
 from .errors import (
     ERROR_DOMAIN,
     AuthorityUnreachableError,
+    ClaimValidationError,
     SessionError,
     UnauthorisedError,
     error_from_wire,
 )
-from .session import RegeneratedAccessToken, SessionContainer, SessionInformation, TokenInfo
+from .session import (
+    ClaimValue,
+    RegeneratedAccessToken,
+    SessionContainer,
+    SessionInformation,
+    TokenInfo,
+)
 from .v1 import session_service_pb2 as pb
 from .v1 import session_service_pb2_grpc as pb_grpc
 from .verify import JwksCache, check_anti_csrf, parse_access_token, verify_access_token
+from .wire import (
+    dumps,
+    failures_from_wire,
+    validator_to_wire,
+    validators_from_wire,
+)
 
 _Response = TypeVar("_Response")
 
+# How long the authority's global claim validators are cached (they change only
+# with its configuration).
+GLOBAL_VALIDATORS_MAX_AGE_S = 3600.0
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+OverrideValidators = (
+    Sequence[Any]
+    | Callable[[list[Any], SessionContainer], Sequence[Any] | Awaitable[Sequence[Any]]]
+)
 
 
 def _token_info(token: pb.Token) -> TokenInfo:
@@ -63,6 +83,11 @@ class SessionClient:
     With ``verify_locally`` (the default) ``get_session`` checks access tokens
     against a cached JWKS and makes no RPC, unless ``check_database`` is set or a
     token names a key the cache lacks (one rate-limited JWKS refetch).
+
+    Claim validators run in the client: the authority's global validators
+    (fetched once an hour) plus ``global_claim_validators`` given here, or what
+    ``override_global_claim_validators`` makes of them. Claims that should be
+    refetched are fetched here, where their fetch functions live.
     """
 
     def __init__(
@@ -75,6 +100,7 @@ class SessionClient:
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         channel_options: Sequence[tuple[str, Any]] = (),
+        global_claim_validators: Sequence[Any] = (),
     ) -> None:
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(target, options=list(channel_options))
@@ -90,6 +116,9 @@ class SessionClient:
         self._clock = clock
         self.verify_locally = verify_locally
         self.jwks = JwksCache(self._fetch_jwks)
+        self.global_claim_validators = list(global_claim_validators)
+        self._server_validators: list[ClaimValidator] = []
+        self._server_validators_expire = 0.0
 
     async def __aenter__(self) -> Self:
         return self
@@ -114,7 +143,8 @@ class SessionClient:
             raise _error_from_rpc(error) from None
         return response
 
-    def _now_ms(self) -> int:
+    def now_ms(self) -> int:
+        """The client's clock (injectable for tests), in ms since the epoch."""
         return int(self._clock() * 1000)
 
     def _container(
@@ -150,8 +180,8 @@ class SessionClient:
             self._stub.CreateNewSession,
             pb.CreateNewSessionRequest(
                 user_id=user_id,
-                access_token_payload_json=_dumps(access_token_payload or {}),
-                session_data_in_database_json=_dumps(session_data_in_database or {}),
+                access_token_payload_json=dumps(access_token_payload or {}),
+                session_data_in_database_json=dumps(session_data_in_database or {}),
                 disable_anti_csrf=disable_anti_csrf,
             ),
         )
@@ -170,18 +200,45 @@ class SessionClient:
         anti_csrf_check: bool | None = None,
         session_required: bool = True,
         check_database: bool = False,
-        override_global_claim_validators: Sequence[Any] | None = None,
+        override_global_claim_validators: OverrideValidators | None = None,
     ) -> SessionContainer | None:
-        """Verify an access token; None only when there is none and none is required."""
+        """Verify an access token and run claim validators.
+
+        Returns None only when there is no token and none is required.
+        ``override_global_claim_validators`` is ``(global_validators, session) ->
+        validators`` (sync or async), or simply the list of validators to run.
+        """
         if not access_token:
             if not session_required:
                 return None
             raise UnauthorisedError("no access token was presented", clear_tokens=False)
-        if override_global_claim_validators:
-            raise SessionError("claim validators arrive with the claims release of the authority")
         if self.verify_locally and not check_database:
-            return await self._get_session_locally(access_token, anti_csrf_token, anti_csrf_check)
-        request = pb.GetSessionRequest(access_token=access_token, check_database=check_database)
+            session = await self._get_session_locally(
+                access_token, anti_csrf_token, anti_csrf_check
+            )
+        else:
+            session = await self._get_session_remotely(
+                access_token, anti_csrf_token, anti_csrf_check, check_database
+            )
+        validators = await self._claim_validators_for(session, override_global_claim_validators)
+        if validators:
+            await session.assert_claims(validators)
+        return session
+
+    async def _get_session_remotely(
+        self,
+        access_token: str,
+        anti_csrf_token: str | None,
+        anti_csrf_check: bool | None,
+        check_database: bool,
+    ) -> SessionContainer:
+        # An empty override list: the authority verifies, the client runs the
+        # validators (it can refetch; the authority cannot).
+        request = pb.GetSessionRequest(
+            access_token=access_token,
+            check_database=check_database,
+            override_global_claim_validators=pb.ClaimValidatorList(),
+        )
         if anti_csrf_token is not None:
             request.anti_csrf_token = anti_csrf_token
         if anti_csrf_check is not None:
@@ -189,12 +246,34 @@ class SessionClient:
         response = await self._call(self._stub.GetSession, request)
         return self._container(response.session, response.access_token, None, None)
 
+    async def _claim_validators_for(
+        self, session: SessionContainer, override: OverrideValidators | None
+    ) -> list[Any]:
+        global_validators = [*await self._authority_validators(), *self.global_claim_validators]
+        if override is None:
+            return global_validators
+        if not callable(override):
+            return list(override)
+        chosen = override(global_validators, session)
+        if inspect.isawaitable(chosen):
+            chosen = await chosen
+        return list(chosen)
+
+    async def _authority_validators(self) -> list[ClaimValidator]:
+        if time.monotonic() >= self._server_validators_expire:
+            response = await self._call(
+                self._stub.GetGlobalClaimValidators, pb.GetGlobalClaimValidatorsRequest()
+            )
+            self._server_validators = validators_from_wire(response.claim_validators)
+            self._server_validators_expire = time.monotonic() + GLOBAL_VALIDATORS_MAX_AGE_S
+        return self._server_validators
+
     async def _get_session_locally(
         self, access_token: str, anti_csrf_token: str | None, anti_csrf_check: bool | None
     ) -> SessionContainer:
         parsed = parse_access_token(access_token)
         key = self.jwks.cached(parsed.kid) or await self.jwks.get(parsed.kid)
-        payload = verify_access_token(parsed, key, self._now_ms())
+        payload = verify_access_token(parsed, key, self.now_ms())
         check_anti_csrf(payload, anti_csrf_token, anti_csrf_check)
         return SessionContainer(
             user_id=payload["sub"],
@@ -281,7 +360,7 @@ class SessionClient:
         response = await self._call(
             self._stub.UpdateSessionDataInDatabase,
             pb.UpdateSessionDataInDatabaseRequest(
-                session_handle=session_handle, new_session_data_json=_dumps(new_session_data)
+                session_handle=session_handle, new_session_data_json=dumps(new_session_data)
             ),
         )
         return bool(response.updated)
@@ -293,7 +372,7 @@ class SessionClient:
             self._stub.MergeIntoAccessTokenPayload,
             pb.MergeIntoAccessTokenPayloadRequest(
                 session_handle=session_handle,
-                access_token_payload_update_json=_dumps(access_token_payload_update),
+                access_token_payload_update_json=dumps(access_token_payload_update),
             ),
         )
         return bool(response.updated)
@@ -304,7 +383,7 @@ class SessionClient:
         """Re-mint an access token (same expiry); None when the session is gone."""
         request = pb.RegenerateAccessTokenRequest(access_token=access_token)
         if new_access_token_payload is not None:
-            request.new_access_token_payload_json = _dumps(new_access_token_payload)
+            request.new_access_token_payload_json = dumps(new_access_token_payload)
         response = await self._call(self._stub.RegenerateAccessToken, request)
         if not response.session_exists:
             return None
@@ -317,7 +396,135 @@ class SessionClient:
             ),
         )
 
-    # --- keys -----------------------------------------------------------------------
+    # --- claims -----------------------------------------------------------------------
+
+    async def fetch_and_set_claim(self, session_handle: str, claim: SessionClaim[Any]) -> bool:
+        """Run the claim's fetch here, then store the value; False if no session."""
+        info = await self.get_session_information(session_handle)
+        if info is None:
+            return False
+        value = await claim.fetch(info.user_id, info.custom_claims_in_access_token_payload)
+        if value is None:  # "do not set"
+            return True
+        return await self.set_claim_value(session_handle, claim, value)
+
+    async def set_claim_value(
+        self, session_handle: str, claim: SessionClaim[Any], value: Any
+    ) -> bool:
+        response = await self._call(
+            self._stub.SetClaimValue,
+            pb.SetClaimValueRequest(
+                session_handle=session_handle, claim_key=claim.key, value_json=dumps(value)
+            ),
+        )
+        return bool(response.updated)
+
+    async def get_claim_value(self, session_handle: str, claim: SessionClaim[Any]) -> ClaimValue:
+        response = await self._call(
+            self._stub.GetClaimValue,
+            pb.GetClaimValueRequest(session_handle=session_handle, claim_key=claim.key),
+        )
+        if not response.session_exists:
+            return ClaimValue("SESSION_DOES_NOT_EXIST_ERROR", None)
+        value = json.loads(response.value_json) if response.HasField("value_json") else None
+        return ClaimValue("OK", value)
+
+    async def remove_claim(self, session_handle: str, claim: SessionClaim[Any]) -> bool:
+        response = await self._call(
+            self._stub.RemoveClaim,
+            pb.RemoveClaimRequest(session_handle=session_handle, claim_key=claim.key),
+        )
+        return bool(response.updated)
+
+    async def validate_claims(
+        self, user_id: str, access_token_payload: dict[str, Any], claim_validators: Sequence[Any]
+    ) -> ClaimValidationResult:
+        """Refetch what should refetch (here), then run every validator."""
+        now = self.now_ms()
+        update = await refetch_updates(claim_validators, user_id, access_token_payload, now)
+        payload = {**access_token_payload, **update}
+        failures = await self._validate(
+            self._stub.ValidateClaims,
+            lambda wire: pb.ValidateClaimsRequest(
+                user_id=user_id, access_token_payload_json=dumps(payload), claim_validators=wire
+            ),
+            claim_validators,
+            payload,
+        )
+        return ClaimValidationResult(failures, update or None)
+
+    async def validate_claims_in_jwt_payload(
+        self, user_id: str, jwt_payload: dict[str, Any], claim_validators: Sequence[Any]
+    ) -> list[ClaimValidationError]:
+        """Run every validator against a payload as it is; nothing is refetched."""
+        return await self._validate(
+            self._stub.ValidateClaimsInJwtPayload,
+            lambda wire: pb.ValidateClaimsInJwtPayloadRequest(
+                user_id=user_id, jwt_payload_json=dumps(jwt_payload), claim_validators=wire
+            ),
+            claim_validators,
+            jwt_payload,
+        )
+
+    async def _validate(
+        self,
+        method: Callable[..., Awaitable[Any]],
+        make_request: Callable[[list[pb.ClaimValidator]], Any],
+        validators: Sequence[Any],
+        payload: dict[str, Any],
+    ) -> list[ClaimValidationError]:
+        """Built-in validators run on the authority, custom ones here; failures come
+        back in the order of the validators."""
+        built_in = [v for v in validators if isinstance(v, ClaimValidator)]
+        remote: list[ClaimValidationError] = []
+        if built_in:
+            response = await self._call(
+                method, make_request([validator_to_wire(v) for v in built_in])
+            )
+            remote = failures_from_wire(response.invalid_claims)
+        now = self.now_ms()
+        failures = []
+        for validator in validators:
+            if isinstance(validator, ClaimValidator):
+                # The authority reports failures in order: take the next if it is this one.
+                if remote and remote[0].id == validator.id:
+                    failures.append(remote.pop(0))
+                continue
+            result = validator.validate(payload, now)
+            if inspect.isawaitable(result):
+                result = await result
+            if not result.get("is_valid"):
+                failures.append(ClaimValidationError(validator.id, result.get("reason")))
+        return failures
+
+    async def get_global_claim_validators(self) -> list[Any]:
+        """The authority's global validators followed by this client's."""
+        return [*await self._authority_validators(), *self.global_claim_validators]
+
+    # --- JWTs and keys -----------------------------------------------------------------
+
+    async def create_jwt(
+        self,
+        payload: dict[str, Any] | None = None,
+        validity_seconds: int | None = None,
+        use_static_signing_key: bool | None = None,
+    ) -> str:
+        """A JWT signed by the authority (its static key unless told otherwise)."""
+        request = pb.CreateJwtRequest(payload_json=dumps(payload or {}))
+        if validity_seconds is not None:
+            request.validity_seconds = validity_seconds
+        if use_static_signing_key is not None:
+            request.use_static_signing_key = use_static_signing_key
+        response = await self._call(self._stub.CreateJwt, request)
+        return str(response.jwt)
+
+    async def get_open_id_discovery_configuration(self) -> dict[str, Any]:
+        response = await self._call(
+            self._stub.GetOpenIdDiscoveryConfiguration,
+            pb.GetOpenIdDiscoveryConfigurationRequest(),
+        )
+        document: dict[str, Any] = json.loads(response.document_json)
+        return document
 
     async def get_jwks(self) -> dict[str, Any]:
         """``{"keys": [JWK, ...]}``: every key that can verify a live access token."""

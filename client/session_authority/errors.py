@@ -81,25 +81,39 @@ class TokenTheftDetectedError(SessionError):
         )
 
 
+@dataclass(frozen=True)
+class ClaimValidationError:
+    """One failed claim validator: its id and SuperTokens' reason object."""
+
+    id: str
+    reason: Any
+
+
 class InvalidClaimsError(SessionError):
-    """Claim validators failed; ``invalid_claims`` is ``[{"id": ..., "reason": ...}]``."""
+    """Claim validators failed; ``invalid_claims`` lists every failure."""
 
     reason = "INVALID_CLAIMS"
 
-    def __init__(self, message: str, *, invalid_claims: list[dict[str, Any]]) -> None:
+    def __init__(self, message: str, *, invalid_claims: list[ClaimValidationError]) -> None:
         super().__init__(message)
         self.invalid_claims = invalid_claims
 
     def wire_metadata(self) -> dict[str, str]:
-        return {"claimValidationErrors": json.dumps(self.invalid_claims, separators=(",", ":"))}
+        failures = [{"id": c.id, "reason": c.reason} for c in self.invalid_claims]
+        return {"claimValidationErrors": json.dumps(failures, separators=(",", ":"))}
 
     @classmethod
     def from_wire(cls, message: str, metadata: Mapping[str, str]) -> SessionError:
         try:
-            claims = json.loads(metadata.get("claimValidationErrors", "[]"))
+            failures = json.loads(metadata.get("claimValidationErrors", "[]"))
         except ValueError:
-            claims = []
-        return cls(message, invalid_claims=claims if isinstance(claims, list) else [])
+            failures = []
+        claims = [
+            ClaimValidationError(str(f.get("id", "")), f.get("reason"))
+            for f in (failures if isinstance(failures, list) else [])
+            if isinstance(f, dict)
+        ]
+        return cls(message, invalid_claims=claims)
 
 
 class InvalidArgumentError(SessionError, ValueError):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import UnauthorisedError
+from .claims import SessionClaim, claim_entry, refetch_updates, validate_all
+from .errors import InvalidClaimsError, UnauthorisedError
 from .verify import PROTECTED_CLAIMS
 
 if TYPE_CHECKING:
@@ -32,6 +34,15 @@ class SessionInformation:
     custom_claims_in_access_token_payload: dict[str, Any]
     time_created: int
     tenant_id: str = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimValue:
+    """What ``get_claim_value`` returns: status "OK" (value None if unset) or
+    "SESSION_DOES_NOT_EXIST_ERROR"."""
+
+    status: str
+    value: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +112,36 @@ class SessionContainer:
         if result.access_token is not None:
             self.access_token = result.access_token.token
             self.access_token_expiry = result.access_token.expiry
+
+    # --- claims: each change re-mints this container's access token at once ---------
+
+    async def fetch_and_set_claim(self, claim: SessionClaim[Any]) -> None:
+        client = self._bound()
+        update = await claim.build(self.user_id, self.access_token_payload, client.now_ms())
+        if update:
+            await self.merge_into_access_token_payload(update)
+
+    async def set_claim_value(self, claim: SessionClaim[Any], value: Any) -> None:
+        entry = claim_entry(value, self._bound().now_ms())
+        await self.merge_into_access_token_payload({claim.key: entry})
+
+    def get_claim_value(self, claim: SessionClaim[Any]) -> Any:
+        """The claim's value in this container's access token (None if unset)."""
+        return claim.get_value_from_payload(self.access_token_payload)
+
+    async def remove_claim(self, claim: SessionClaim[Any]) -> None:
+        await self.merge_into_access_token_payload({claim.key: None})
+
+    async def assert_claims(self, validators: Sequence[Any]) -> None:
+        """Refetch the claims that should refetch (re-minting the access token),
+        then run every validator; raise InvalidClaimsError listing all failures."""
+        now = self._bound().now_ms()
+        update = await refetch_updates(validators, self.user_id, self.access_token_payload, now)
+        if update:
+            await self.merge_into_access_token_payload(update)
+        failures = await validate_all(validators, self.access_token_payload, now)
+        if failures:
+            raise InvalidClaimsError("the session's claims are not valid", invalid_claims=failures)
 
     async def get_time_created(self) -> int:
         return (await self._information()).time_created

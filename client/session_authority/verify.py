@@ -142,6 +142,9 @@ def parse_access_token(token: str) -> ParsedAccessToken:
         signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
     except (ValueError, binascii.Error) as exc:
         raise UnauthorisedError(_GARBLED, clear_tokens=False) from exc
+    if b64url_encode(signature) != signature_segment:
+        # Base64 leaves spare bits in the last character; one token has one spelling.
+        raise TryRefreshTokenError("the access token's signature is invalid")
     return ParsedAccessToken(kid, alg, signing_input, signature, payload_segment)
 
 
@@ -220,6 +223,7 @@ class JwksCache:
         self._keys: dict[str, VerificationKey] = {}
         self._fetched_at: float | None = None
         self._expires_at = 0.0
+        self._unknown_kid_refetched_at: float | None = None
         self._lock = asyncio.Lock()
 
     def cached(self, kid: str) -> VerificationKey | None:
@@ -234,12 +238,15 @@ class JwksCache:
             return key
         async with self._lock:
             now = self._monotonic()
-            stale = self._fetched_at is None or now >= self._expires_at
-            if not stale and kid in self._keys:
-                return self._keys[kid]
-            recently = self._fetched_at is not None and now - self._fetched_at < self._cooldown
-            if stale or not recently:
+            if self._fetched_at is None or now >= self._expires_at:
                 await self.refresh()
+                if kid not in self._keys:  # this fetch was already the refetch for it
+                    self._unknown_kid_refetched_at = now
+            elif kid not in self._keys:
+                last = self._unknown_kid_refetched_at
+                if last is None or now - last >= self._cooldown:
+                    self._unknown_kid_refetched_at = now
+                    await self.refresh()
             return self._keys.get(kid)
 
     async def refresh(self) -> None:

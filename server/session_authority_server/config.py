@@ -8,11 +8,15 @@ raises :class:`ConfigError` naming the setting, which the CLI prints as one line
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from session_authority.claims import ClaimValidator
+from session_authority.errors import InvalidArgumentError
 
 ENV_PREFIX = "SESSION_AUTHORITY_"
 
@@ -43,6 +47,10 @@ class Settings:
     # like an ancestor, so FULL is the default.
     sqlite_synchronous: str = "FULL"
     log_level: str = "INFO"
+    # Declarative validators every get_session runs unless overridden, e.g. in TOML
+    # [[global_claim_validators]] claim = "st-ev"  kind = "is_true"  max_age_seconds = 300
+    # (in the environment: the same as a JSON array of objects).
+    global_claim_validators: tuple[ClaimValidator, ...] = ()
 
     @property
     def access_token_validity_ms(self) -> int:
@@ -109,6 +117,8 @@ def load_settings(
 
 
 def _parse(name: str, where: str, value: Any) -> Any:
+    if name == "global_claim_validators":
+        return _parse_validators(where, value)
     if name in _DURATIONS:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a whole number of seconds, got {value!r}")
@@ -131,6 +141,22 @@ def _parse(name: str, where: str, value: Any) -> Any:
             raise ConfigError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
         return matched
     return value.strip()
+
+
+def _parse_validators(where: str, value: Any) -> tuple[ClaimValidator, ...]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a JSON array of validator objects") from None
+    if isinstance(value, tuple) and all(isinstance(v, ClaimValidator) for v in value):
+        return value
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{where}: expected a list of validator tables/objects")
+    try:
+        return tuple(ClaimValidator.from_spec(spec) for spec in value)
+    except InvalidArgumentError as error:
+        raise ConfigError(f"{where}: {error.message}") from None
 
 
 def _check(settings: Settings) -> None:

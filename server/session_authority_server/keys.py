@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,12 +101,22 @@ class KeyRing:
         self._keys: list[SigningKey] = []  # ordered by signs_from_ms
         self._by_kid: dict[str, SigningKey] = {}
         self._signer: SigningKey | None = None
+        self._static: SigningKey | None = None
         self._next_event_ms = 0  # when the signer changes or a rotation falls due
         self._last_unknown_kid_reload_ms = -_UNKNOWN_KID_RELOAD_COOLDOWN_MS
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self._sync(self._clock.now_ms())
+        self._static = SigningKey.from_row(
+            await self._store.static_signing_key(self._new_static_key_row)
+        )
+
+    @property
+    def static_key(self) -> SigningKey:
+        """The never-rotated key s-<uuid> that signs CreateJWT tokens by default."""
+        assert self._static is not None, "KeyRing.start() was not awaited"
+        return self._static
 
     async def signer(self) -> SigningKey:
         """The key that signs now; creates or adopts a successor when one is due."""
@@ -118,6 +129,8 @@ class KeyRing:
         return self._signer
 
     def verification_key(self, kid: str) -> VerificationKey | None:
+        """A dynamic key by kid. The static key is deliberately absent: it signs
+        CreateJWT tokens, which must never pass as access tokens."""
         key = self._by_kid.get(kid)
         return key.public if key is not None else None
 
@@ -135,8 +148,10 @@ class KeyRing:
             self._adopt(await self._store.signing_keys(), now)
         return self.verification_key(kid)
 
-    def jwks(self) -> tuple[list[dict[str, str]], int]:
-        """(JWKs that can verify a live token, seconds a verifier may cache them)."""
+    async def jwks(self) -> tuple[list[dict[str, str]], int]:
+        """(JWKs that can verify a live token, seconds a verifier may cache them).
+        A rotation that fell due is carried out first, so the set is never stale."""
+        await self.signer()
         now = self._clock.now_ms()
         published = []
         for index, key in enumerate(self._keys):
@@ -148,6 +163,8 @@ class KeyRing:
             )
             if retired_at is None or now < retired_at:
                 published.append(key.jwk)
+        if self._static is not None:
+            published.append(self._static.jwk)
         # The next unpublished key starts signing one rotation after the newest key.
         newest = self._keys[-1].signs_from_ms if self._keys else now
         max_age_s = max(1, (newest + self._rotation_ms - now) // 1000)
@@ -174,6 +191,11 @@ class KeyRing:
         key = generate_private_key(self._algorithm)
         log.info("created signing key d-%d (%s)", now, self._algorithm)
         return SigningKeyRow(f"d-{now}", self._algorithm, private_key_pem(key), now, signs_from_ms)
+
+    def _new_static_key_row(self) -> SigningKeyRow:
+        now = self._clock.now_ms()
+        key = generate_private_key(self._algorithm)
+        return SigningKeyRow(f"s-{uuid.uuid4()}", self._algorithm, private_key_pem(key), now, now)
 
     def _adopt(self, rows: list[SigningKeyRow], now: int) -> None:
         keys = []

@@ -25,6 +25,11 @@ from session_authority.errors import (
 )
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.v1 import session_service_pb2_grpc as pb_grpc
+from session_authority.wire import (
+    failures_to_wire,
+    validator_to_wire,
+    validators_from_wire,
+)
 
 from .sessions import IssuedToken, SessionManager, SessionTokens
 from .storage.base import StorageUnavailable
@@ -33,6 +38,7 @@ from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
     MAX_SESSION_DATA_BYTES,
     parse_json_object,
+    parse_json_value,
 )
 
 log = logging.getLogger(__name__)
@@ -108,11 +114,6 @@ def _issued(tokens: SessionTokens) -> dict[str, Any]:
     return fields
 
 
-_CLAIMS_PENDING = (
-    "{} is part of the claims API, which this version of the authority does not serve yet"
-)
-
-
 class SessionServicer(pb_grpc.SessionServiceServicer):  # type: ignore[misc]
     def __init__(self, sessions: SessionManager) -> None:
         self._sessions = sessions
@@ -141,11 +142,6 @@ class SessionServicer(pb_grpc.SessionServiceServicer):  # type: ignore[misc]
     async def GetSession(
         self, request: pb.GetSessionRequest, context: Context
     ) -> pb.GetSessionResponse:
-        if request.HasField("override_global_claim_validators"):
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED,
-                _CLAIMS_PENDING.format("override_global_claim_validators"),
-            )
         verified = await self._sessions.get_session(
             request.access_token,
             request.anti_csrf_token if request.HasField("anti_csrf_token") else None,
@@ -153,6 +149,11 @@ class SessionServicer(pb_grpc.SessionServiceServicer):  # type: ignore[misc]
                 request.anti_csrf_check if request.HasField("anti_csrf_check") else None
             ),
             check_database=request.check_database,
+            claim_validators=(
+                validators_from_wire(request.override_global_claim_validators.validators)
+                if request.HasField("override_global_claim_validators")
+                else None
+            ),
         )
         return pb.GetSessionResponse(
             session=_session(
@@ -276,37 +277,102 @@ class SessionServicer(pb_grpc.SessionServiceServicer):  # type: ignore[misc]
 
     @_translate_errors
     async def GetJwks(self, request: pb.GetJwksRequest, context: Context) -> pb.GetJwksResponse:
-        keys, max_age = self._sessions.keys.jwks()
+        keys, max_age = await self._sessions.keys.jwks()
         return pb.GetJwksResponse(
             keys=[pb.JsonWebKey(**jwk) for jwk in keys], max_age_seconds=max_age
         )
 
-    # --- the claims and JWT API: served from the claims release on -------------------
+    # --- claims ------------------------------------------------------------------------
 
-    async def _claims_pending(self, name: str, context: Context) -> NoReturn:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _CLAIMS_PENDING.format(name))
-        raise AssertionError("abort returned")
+    @_translate_errors
+    async def SetClaimValue(
+        self, request: pb.SetClaimValueRequest, context: Context
+    ) -> pb.SetClaimValueResponse:
+        value = parse_json_value(request.value_json, "value_json", MAX_ACCESS_TOKEN_PAYLOAD_BYTES)
+        updated = await self._sessions.set_claim_value(
+            request.session_handle, request.claim_key, value
+        )
+        return pb.SetClaimValueResponse(updated=updated)
 
-    async def SetClaimValue(self, request: Any, context: Context) -> Any:
-        await self._claims_pending("SetClaimValue", context)
+    @_translate_errors
+    async def GetClaimValue(
+        self, request: pb.GetClaimValueRequest, context: Context
+    ) -> pb.GetClaimValueResponse:
+        exists, value = await self._sessions.get_claim_value(
+            request.session_handle, request.claim_key
+        )
+        response = pb.GetClaimValueResponse(session_exists=exists)
+        if value is not None:
+            response.value_json = json_text(value)
+        return response
 
-    async def GetClaimValue(self, request: Any, context: Context) -> Any:
-        await self._claims_pending("GetClaimValue", context)
+    @_translate_errors
+    async def RemoveClaim(
+        self, request: pb.RemoveClaimRequest, context: Context
+    ) -> pb.RemoveClaimResponse:
+        updated = await self._sessions.remove_claim(request.session_handle, request.claim_key)
+        return pb.RemoveClaimResponse(updated=updated)
 
-    async def RemoveClaim(self, request: Any, context: Context) -> Any:
-        await self._claims_pending("RemoveClaim", context)
+    @_translate_errors
+    async def ValidateClaims(
+        self, request: pb.ValidateClaimsRequest, context: Context
+    ) -> pb.ValidateClaimsResponse:
+        # Fetch functions live with the caller, so nothing is refetched here and the
+        # payload never changes: access_token_payload_update_json stays absent.
+        payload = parse_json_object(
+            request.access_token_payload_json,
+            "access_token_payload_json",
+            MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
+        )
+        failures = self._sessions.validate_claims(
+            payload, validators_from_wire(request.claim_validators)
+        )
+        return pb.ValidateClaimsResponse(invalid_claims=failures_to_wire(failures))
 
-    async def ValidateClaims(self, request: Any, context: Context) -> Any:
-        await self._claims_pending("ValidateClaims", context)
+    @_translate_errors
+    async def ValidateClaimsInJwtPayload(
+        self, request: pb.ValidateClaimsInJwtPayloadRequest, context: Context
+    ) -> pb.ValidateClaimsInJwtPayloadResponse:
+        payload = parse_json_object(
+            request.jwt_payload_json, "jwt_payload_json", MAX_ACCESS_TOKEN_PAYLOAD_BYTES
+        )
+        failures = self._sessions.validate_claims(
+            payload, validators_from_wire(request.claim_validators)
+        )
+        return pb.ValidateClaimsInJwtPayloadResponse(invalid_claims=failures_to_wire(failures))
 
-    async def ValidateClaimsInJwtPayload(self, request: Any, context: Context) -> Any:
-        await self._claims_pending("ValidateClaimsInJwtPayload", context)
+    @_translate_errors
+    async def GetGlobalClaimValidators(
+        self, request: pb.GetGlobalClaimValidatorsRequest, context: Context
+    ) -> pb.GetGlobalClaimValidatorsResponse:
+        return pb.GetGlobalClaimValidatorsResponse(
+            claim_validators=[validator_to_wire(v) for v in self._sessions.global_claim_validators]
+        )
 
-    async def GetGlobalClaimValidators(self, request: Any, context: Context) -> Any:
-        await self._claims_pending("GetGlobalClaimValidators", context)
+    # --- JWTs and discovery ----------------------------------------------------------------
 
-    async def CreateJwt(self, request: Any, context: Context) -> Any:
-        await self._claims_pending("CreateJwt", context)
+    @_translate_errors
+    async def CreateJwt(
+        self, request: pb.CreateJwtRequest, context: Context
+    ) -> pb.CreateJwtResponse:
+        jwt = await self._sessions.create_jwt(
+            parse_json_object(request.payload_json, "payload_json", MAX_SESSION_DATA_BYTES),
+            request.validity_seconds if request.HasField("validity_seconds") else None,
+            (
+                request.use_static_signing_key
+                if request.HasField("use_static_signing_key")
+                else None
+            ),
+        )
+        return pb.CreateJwtResponse(jwt=jwt)
 
-    async def GetOpenIdDiscoveryConfiguration(self, request: Any, context: Context) -> Any:
-        await self._claims_pending("GetOpenIdDiscoveryConfiguration", context)
+    @_translate_errors
+    async def GetOpenIdDiscoveryConfiguration(
+        self, request: pb.GetOpenIdDiscoveryConfigurationRequest, context: Context
+    ) -> pb.GetOpenIdDiscoveryConfigurationResponse:
+        document = self._sessions.open_id_discovery_configuration()
+        return pb.GetOpenIdDiscoveryConfigurationResponse(
+            issuer=document["issuer"],
+            jwks_uri=document["jwks_uri"],
+            document_json=json_text(document),
+        )

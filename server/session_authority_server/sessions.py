@@ -12,10 +12,24 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from session_authority.errors import TokenTheftDetectedError, UnauthorisedError
+from session_authority.claims import (
+    ClaimValidator,
+    check_claim_key,
+    claim_entry,
+    failures_of,
+    read_claim,
+)
+from session_authority.errors import (
+    ClaimValidationError,
+    InvalidArgumentError,
+    InvalidClaimsError,
+    TokenTheftDetectedError,
+    UnauthorisedError,
+)
 from session_authority.verify import (
     PROTECTED_CLAIMS,
     check_anti_csrf,
@@ -27,7 +41,7 @@ from .clock import Clock
 from .config import Settings
 from .keys import KeyRing
 from .storage.base import DELETE, Change, SessionRow, SessionStore
-from .tokens import AccessTokenMinter, RefreshTokenCodec, json_text, secret_hash, token_hash_hex
+from .tokens import JwtMinter, RefreshTokenCodec, json_text, secret_hash, token_hash_hex
 from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
     check_custom_claims,
@@ -40,6 +54,9 @@ from .validation import (
 log = logging.getLogger(__name__)
 
 DEFAULT_TENANT = "public"
+# CreateJwt's default validity, as in the reference: 100 years.
+DEFAULT_JWT_VALIDITY_S = 100 * 365 * 24 * 3600
+MAX_JWT_VALIDITY_S = 10 * DEFAULT_JWT_VALIDITY_S
 # The name of the stored secret, not the secret.
 REFRESH_KEY_SECRET = "refresh-token-mac-key"  # noqa: S105
 
@@ -101,7 +118,7 @@ class SessionManager:
         self._keys = keys
         self._refresh_tokens = refresh_tokens
         self._clock = clock
-        self._minter = AccessTokenMinter()
+        self._minter = JwtMinter()
         self._issue_anti_csrf = settings.anti_csrf == "VIA_TOKEN"
 
     @classmethod
@@ -222,7 +239,11 @@ class SessionManager:
         *,
         anti_csrf_check: bool | None,
         check_database: bool,
+        claim_validators: Sequence[ClaimValidator] | None = None,
     ) -> VerifiedSession:
+        """Verify an access token; then run the global claim validators, or
+        ``claim_validators`` instead when given (the authority cannot refetch:
+        fetch functions live with the caller)."""
         now = self._clock.now_ms()
         payload = await self._verify(access_token, now, check_expiry=True)
         check_anti_csrf(payload, anti_csrf_token, anti_csrf_check)
@@ -230,6 +251,12 @@ class SessionManager:
             row = await self._store.get_session(payload["sessionHandle"], now)
             if row is None or row.user_id != payload["sub"]:
                 raise UnauthorisedError("the session does not exist anymore")
+        validators = (
+            self._settings.global_claim_validators if claim_validators is None else claim_validators
+        )
+        failures = failures_of(validators, payload, now)
+        if failures:
+            raise InvalidClaimsError("the session's claims are not valid", invalid_claims=failures)
         return VerifiedSession(
             handle=payload["sessionHandle"],
             user_id=payload["sub"],
@@ -348,6 +375,14 @@ class SessionManager:
     async def merge_into_access_token_payload(self, handle: str, update: dict[str, Any]) -> bool:
         check_session_handle(handle)
         check_custom_claims(update, "access_token_payload_update_json")
+        return await self._merge_into_stored_payload(
+            handle, update, "access_token_payload_update_json"
+        )
+
+    async def _merge_into_stored_payload(
+        self, handle: str, update: dict[str, Any], field: str
+    ) -> bool:
+        """Shallow-merge into the stored custom claims (None deletes a key)."""
 
         def decide(row: SessionRow | None) -> tuple[Change, bool]:
             if row is None:
@@ -358,12 +393,78 @@ class SessionManager:
                     payload.pop(key, None)
                 else:
                     payload[key] = value
-            text = dump_within_limit(
-                payload, "access_token_payload_update_json", MAX_ACCESS_TOKEN_PAYLOAD_BYTES
-            )
+            text = dump_within_limit(payload, field, MAX_ACCESS_TOKEN_PAYLOAD_BYTES)
             return dataclasses.replace(row, access_token_payload=text), True
 
         return await self._store.update_session(handle, self._clock.now_ms(), decide)
+
+    # --- claims ---------------------------------------------------------------------
+
+    async def set_claim_value(self, handle: str, key: str, value: Any) -> bool:
+        check_session_handle(handle)
+        check_claim_key(key)
+        entry = claim_entry(value, self._clock.now_ms())
+        return await self._merge_into_stored_payload(handle, {key: entry}, "value_json")
+
+    async def get_claim_value(self, handle: str, key: str) -> tuple[bool, Any]:
+        """(session exists, the claim's value or None)."""
+        check_session_handle(handle)
+        check_claim_key(key)
+        row = await self._store.get_session(handle, self._clock.now_ms())
+        if row is None:
+            return False, None
+        _, value, _ = read_claim(json.loads(row.access_token_payload), key)
+        return True, value
+
+    async def remove_claim(self, handle: str, key: str) -> bool:
+        check_session_handle(handle)
+        check_claim_key(key)
+        return await self._merge_into_stored_payload(handle, {key: None}, "claim_key")
+
+    def validate_claims(
+        self, payload: dict[str, Any], validators: Sequence[ClaimValidator]
+    ) -> list[ClaimValidationError]:
+        return failures_of(validators, payload, self._clock.now_ms())
+
+    @property
+    def global_claim_validators(self) -> tuple[ClaimValidator, ...]:
+        return self._settings.global_claim_validators
+
+    # --- JWTs and discovery -----------------------------------------------------------
+
+    async def create_jwt(
+        self,
+        payload: dict[str, Any],
+        validity_seconds: int | None,
+        use_static_signing_key: bool | None,
+    ) -> str:
+        """Sign any payload; ``iat`` and ``exp`` are set here, ``iss`` unless given."""
+        validity = DEFAULT_JWT_VALIDITY_S if validity_seconds is None else validity_seconds
+        if not 0 < validity <= MAX_JWT_VALIDITY_S:
+            raise InvalidArgumentError(
+                f"validity_seconds must be between 1 and {MAX_JWT_VALIDITY_S}",
+                field="validity_seconds",
+            )
+        now_s = self._clock.now_ms() // 1000
+        claims = {"iss": self._settings.issuer, **payload, "iat": now_s, "exp": now_s + validity}
+        signer = (
+            self._keys.static_key
+            if use_static_signing_key is None or use_static_signing_key
+            else await self._keys.signer()
+        )
+        return self._minter.mint(signer, claims, access_token=False)
+
+    def open_id_discovery_configuration(self) -> dict[str, Any]:
+        issuer = self._settings.issuer.rstrip("/")
+        return {
+            "issuer": issuer,
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "id_token_signing_alg_values_supported": sorted(
+                {self._settings.signing_algorithm, self._keys.static_key.algorithm_name}
+            ),
+            "subject_types_supported": ["public"],
+            "response_types_supported": ["id_token"],
+        }
 
     async def regenerate_access_token(
         self, access_token: str, new_custom_claims: dict[str, Any] | None

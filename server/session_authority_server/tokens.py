@@ -40,24 +40,23 @@ def json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-class AccessTokenMinter:
-    def __init__(self) -> None:
-        self._headers: dict[str, str] = {}
+class JwtMinter:
+    """Signs JWTs. Access tokens carry ``version: "5"`` in the header; plain JWTs
+    (CreateJwt) do not, so verifiers never take one for the other."""
 
-    def mint(self, signer: SigningKey, payload: dict[str, Any]) -> str:
-        header = self._headers.get(signer.kid)
+    def __init__(self) -> None:
+        self._headers: dict[tuple[str, bool], str] = {}
+
+    def mint(
+        self, signer: SigningKey, payload: dict[str, Any], *, access_token: bool = True
+    ) -> str:
+        header = self._headers.get((signer.kid, access_token))
         if header is None:
-            header = b64url_encode(
-                json_text(
-                    {
-                        "alg": signer.algorithm_name,
-                        "kid": signer.kid,
-                        "typ": "JWT",
-                        "version": ACCESS_TOKEN_VERSION,
-                    }
-                ).encode()
-            )
-            self._headers[signer.kid] = header
+            fields = {"alg": signer.algorithm_name, "kid": signer.kid, "typ": "JWT"}
+            if access_token:
+                fields["version"] = ACCESS_TOKEN_VERSION
+            header = b64url_encode(json_text(fields).encode())
+            self._headers[(signer.kid, access_token)] = header
         signing_input = f"{header}.{b64url_encode(json_text(payload).encode())}"
         signature = signer.public.algorithm.sign(signing_input.encode(), signer.private_key)
         return f"{signing_input}.{b64url_encode(signature)}"
@@ -103,6 +102,8 @@ class RefreshTokenCodec:
         except ValueError:
             return None
         if len(raw) != _TOKEN_BYTES or raw[0] != REFRESH_TOKEN_VERSION:
+            return None
+        if b64url_encode(raw) != token:  # only the canonical spelling of a token is it
             return None
         body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         if not hmac.compare_digest(mac, self._mac(body)):

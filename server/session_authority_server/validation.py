@@ -11,6 +11,7 @@ from typing import Any
 
 from session_authority.errors import InvalidArgumentError
 from session_authority.verify import PROTECTED_CLAIMS
+from session_authority.wire import strict_json_loads
 
 MAX_USER_ID_LENGTH = 512
 MAX_SESSION_HANDLE_LENGTH = 128
@@ -20,10 +21,6 @@ MAX_ACCESS_TOKEN_PAYLOAD_BYTES = 16 * 1024
 MAX_SESSION_DATA_BYTES = 256 * 1024
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json_object(text: str, field: str, max_bytes: int) -> dict[str, Any]:
     """A JSON object from request text; empty text is {}."""
     if not text:
@@ -31,7 +28,7 @@ def parse_json_object(text: str, field: str, max_bytes: int) -> dict[str, Any]:
     if len(text) > max_bytes or len(text.encode()) > max_bytes:
         raise InvalidArgumentError(f"{field} is larger than {max_bytes} bytes", field=field)
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = strict_json_loads(text)
     except (ValueError, RecursionError):
         raise InvalidArgumentError(f"{field} is not valid JSON", field=field) from None
     if not isinstance(value, dict):
@@ -43,7 +40,7 @@ def parse_json_value(text: str, field: str, max_bytes: int) -> Any:
     if len(text) > max_bytes or len(text.encode()) > max_bytes:
         raise InvalidArgumentError(f"{field} is larger than {max_bytes} bytes", field=field)
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return strict_json_loads(text)
     except (ValueError, RecursionError):
         raise InvalidArgumentError(f"{field} is not valid JSON", field=field) from None
 

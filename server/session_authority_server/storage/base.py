@@ -95,5 +95,8 @@ class SessionStore(Protocol):
         """In one locked transaction: read all keys, add the one decide returns (if
         any), and return the resulting key list. Replicas racing to rotate agree."""
 
+    async def static_signing_key(self, make: Callable[[], SigningKeyRow]) -> SigningKeyRow:
+        """The static signing key, created with ``make`` by the first caller to ask."""
+
     async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
         """The named secret, created with ``make`` by the first caller to ask."""

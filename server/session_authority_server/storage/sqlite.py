@@ -70,13 +70,33 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._writer = await self._connect()
-            await self._writer.execute("PRAGMA journal_mode=WAL")
-            applied = await self.migrate()
+            applied = await self._when_unlocked(self._initialise)
             self._reader = await self._connect()
         except sqlite3.Error as exc:
             await self.close()
             raise StorageUnavailable(f"cannot open the SQLite database: {exc}") from exc
         return applied
+
+    async def _initialise(self) -> list[int]:
+        assert self._writer is not None
+        await self._writer.execute_fetchall("PRAGMA journal_mode=WAL")
+        return await self.migrate()
+
+    @staticmethod
+    async def _when_unlocked(work: Callable[[], Awaitable[T]]) -> T:
+        """Retry work that failed on a lock. While another process switches a new
+        file to WAL, SQLite answers SQLITE_BUSY at once, ignoring busy_timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _BUSY_TIMEOUT_MS / 1000
+        delay = 0.005
+        while True:
+            try:
+                return await work()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -266,6 +286,26 @@ class SQLiteStore:
                 (new.kid, new.algorithm, new.private_key, new.created_ms, new.signs_from_ms),
             )
             return [*keys, new]
+
+        return await self._write(work)
+
+    async def static_signing_key(self, make: Callable[[], SigningKeyRow]) -> SigningKeyRow:
+        async def work(db: aiosqlite.Connection) -> SigningKeyRow:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT kid, algorithm, private_key, created_ms, created_ms "
+                    "FROM static_signing_keys ORDER BY created_ms LIMIT 1"
+                )
+            )
+            if rows:
+                return _key(rows[0])
+            key = make()
+            await db.execute(
+                "INSERT INTO static_signing_keys (kid, algorithm, private_key, created_ms) "
+                "VALUES (?, ?, ?, ?)",
+                (key.kid, key.algorithm, key.private_key, key.created_ms),
+            )
+            return key
 
         return await self._write(work)
 

@@ -1,0 +1,102 @@
+"""Protobuf <-> SDK translations needed by both edges (client.py and service.py).
+
+Nothing else imports this module: protobuf types stop at those two files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .claims import (
+    EXCLUDES,
+    EXCLUDES_ALL,
+    HAS_VALUE,
+    INCLUDES,
+    INCLUDES_ALL,
+    INCLUDES_ANY,
+    ClaimValidator,
+)
+from .errors import ClaimValidationError, InvalidArgumentError
+from .v1 import session_service_pb2 as pb
+
+_KIND_TO_WIRE = {
+    HAS_VALUE: pb.CLAIM_VALIDATOR_KIND_HAS_VALUE,
+    INCLUDES: pb.CLAIM_VALIDATOR_KIND_INCLUDES,
+    EXCLUDES: pb.CLAIM_VALIDATOR_KIND_EXCLUDES,
+    INCLUDES_ALL: pb.CLAIM_VALIDATOR_KIND_INCLUDES_ALL,
+    INCLUDES_ANY: pb.CLAIM_VALIDATOR_KIND_INCLUDES_ANY,
+    EXCLUDES_ALL: pb.CLAIM_VALIDATOR_KIND_EXCLUDES_ALL,
+}
+_KIND_FROM_WIRE = {wire: kind for kind, wire in _KIND_TO_WIRE.items()}
+
+# A validator's expected value is small; this bounds what one can make us parse.
+MAX_VALIDATOR_VALUE_BYTES = 16 * 1024
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # 1e999 parses to inf, which has no JSON spelling: refuse it like Infinity.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def strict_json_loads(text: str) -> Any:
+    """json.loads accepting only what JSON can spell back (no NaN, no Infinity)."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def validator_to_wire(validator: ClaimValidator) -> pb.ClaimValidator:
+    message = pb.ClaimValidator(
+        id=validator.id,
+        claim_key=validator.claim_key,
+        kind=_KIND_TO_WIRE[validator.kind],
+        value_json=dumps(validator.value),
+    )
+    if validator.max_age_in_seconds is not None:
+        message.max_age_seconds = validator.max_age_in_seconds
+    return message
+
+
+def validator_from_wire(message: pb.ClaimValidator) -> ClaimValidator:
+    kind = _KIND_FROM_WIRE.get(message.kind)
+    if kind is None:
+        raise InvalidArgumentError("unknown claim validator kind", field="kind")
+    if len(message.value_json) > MAX_VALIDATOR_VALUE_BYTES:
+        raise InvalidArgumentError("validator value is too large", field="value_json")
+    try:
+        value = strict_json_loads(message.value_json)
+    except (ValueError, RecursionError):
+        raise InvalidArgumentError(
+            "validator value is not valid JSON", field="value_json"
+        ) from None
+    return ClaimValidator(
+        message.claim_key,
+        kind,
+        value,
+        message.max_age_seconds if message.HasField("max_age_seconds") else None,
+        message.id,
+    )
+
+
+def validators_from_wire(messages: Iterable[pb.ClaimValidator]) -> list[ClaimValidator]:
+    return [validator_from_wire(message) for message in messages]
+
+
+def failures_to_wire(failures: Iterable[ClaimValidationError]) -> list[pb.ClaimValidationError]:
+    return [pb.ClaimValidationError(id=f.id, reason_json=dumps(f.reason)) for f in failures]
+
+
+def failures_from_wire(messages: Iterable[pb.ClaimValidationError]) -> list[ClaimValidationError]:
+    return [ClaimValidationError(m.id, json.loads(m.reason_json)) for m in messages]

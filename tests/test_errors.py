@@ -1,0 +1,494 @@
+"""Errors round-trip: what the authority raises is what the client raises.
+
+Each scenario triggers one domain error through the real server twice: once through
+SessionClient (same class, same attributes) and once through the raw generated stub
+(status code per the DESIGN table, one ErrorInfo with our domain, reason and
+metadata). Neither ever carries a token or a hash of one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from session_authority import (
+    ApiKeyInvalidError,
+    InternalServerError,
+    InvalidArgumentError,
+    InvalidClaimsError,
+    SessionClient,
+    SessionError,
+    StorageUnavailableError,
+    TokenTheftDetectedError,
+    TryRefreshTokenError,
+    UnauthorisedError,
+)
+from session_authority.errors import (
+    ERROR_DOMAIN,
+    ERROR_TABLE,
+    ClaimValidationError,
+    error_from_wire,
+    status_code_for,
+)
+from session_authority.v1 import session_service_pb2 as pb
+from session_authority.v1 import session_service_pb2_grpc as pb_grpc
+from session_authority_server.app import RunningServer
+
+from .conftest import ManualClock
+
+DOMAIN = "session-authority"
+
+# The DESIGN table, written out independently of ERROR_TABLE.
+DESIGN_CODES: dict[type[SessionError], grpc.StatusCode] = {
+    UnauthorisedError: grpc.StatusCode.UNAUTHENTICATED,
+    TryRefreshTokenError: grpc.StatusCode.UNAUTHENTICATED,
+    TokenTheftDetectedError: grpc.StatusCode.PERMISSION_DENIED,
+    InvalidClaimsError: grpc.StatusCode.PERMISSION_DENIED,
+    InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
+    ApiKeyInvalidError: grpc.StatusCode.UNAUTHENTICATED,
+    StorageUnavailableError: grpc.StatusCode.UNAVAILABLE,
+    InternalServerError: grpc.StatusCode.INTERNAL,
+}
+DESIGN_REASONS: dict[type[SessionError], str] = {
+    UnauthorisedError: "UNAUTHORISED",
+    TryRefreshTokenError: "TRY_REFRESH_TOKEN",
+    TokenTheftDetectedError: "TOKEN_THEFT_DETECTED",
+    InvalidClaimsError: "INVALID_CLAIMS",
+    InvalidArgumentError: "INVALID_ARGUMENT",
+    ApiKeyInvalidError: "API_KEY_INVALID",
+    StorageUnavailableError: "STORAGE_UNAVAILABLE",
+    InternalServerError: "INTERNAL",
+}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def secret_forms(token: str) -> list[str]:
+    """The token and the hashes of it that must never leave the authority in an error."""
+    forms = [token, hashlib.sha256(token.encode()).hexdigest()]
+    if token.count(".") == 2:
+        # An access token: its signature alone identifies it too.
+        forms.append(token.rsplit(".", 1)[1])
+    elif len(token) == 110:
+        raw = unb64url(token)  # a refresh token: version, flags, handle, secret, MAC
+        if len(raw) == 82:
+            secret = raw[18:50]
+            digest = hashlib.sha256(secret).digest()
+            forms += [b64url(secret), secret.hex(), digest.hex(), b64url(digest)]
+    return forms
+
+
+def assert_no_secret(texts: list[str], tokens: list[str]) -> None:
+    for token in tokens:
+        for form in secret_forms(token):
+            for text in texts:
+                assert form not in text, "a token (or a hash of one) leaked into an error"
+
+
+# --- scenarios ---------------------------------------------------------------------------
+
+
+@dataclass
+class Ctx:
+    client: SessionClient
+    remote: SessionClient  # verify_locally=False: get_session always asks the authority
+    clock: ManualClock
+
+
+@dataclass
+class Case:
+    """One triggered error: how to provoke it, and what must come back."""
+
+    call: Callable[[], Awaitable[Any]]  # through SessionClient
+    method: str  # the same through the raw stub
+    request: Any
+    error: type[SessionError]
+    attrs: dict[str, Any]  # exception attributes
+    metadata: dict[str, str]  # ErrorInfo metadata
+    tokens: list[str] = field(default_factory=list)  # presented or issued: never echoed
+
+
+async def _new(ctx: Ctx, user_id: str = "user-e") -> tuple[str, str, str]:
+    session = await ctx.client.create_new_session(user_id, {"role": "r"}, {"d": 1})
+    assert session.refresh_token is not None
+    return session.session_handle, session.access_token, session.refresh_token
+
+
+async def refresh_revoked_session(ctx: Ctx) -> Case:
+    handle, access, refresh = await _new(ctx)
+    assert await ctx.client.revoke_session(handle)
+    return Case(
+        lambda: ctx.client.refresh_session(refresh),
+        "RefreshSession",
+        pb.RefreshSessionRequest(refresh_token=refresh),
+        UnauthorisedError,
+        {"clear_tokens": True},
+        {"clearTokens": "true"},
+        [access, refresh],
+    )
+
+
+async def refresh_expired_session(ctx: Ctx) -> Case:
+    _, access, refresh = await _new(ctx)
+    ctx.clock.advance(8_640_000 + 1)  # past the (sliding) session validity
+    return Case(
+        lambda: ctx.client.refresh_session(refresh),
+        "RefreshSession",
+        pb.RefreshSessionRequest(refresh_token=refresh),
+        UnauthorisedError,
+        {"clear_tokens": True},
+        {"clearTokens": "true"},
+        [access, refresh],
+    )
+
+
+async def refresh_forged_token(ctx: Ctx) -> Case:
+    _, access, refresh = await _new(ctx)
+    forged = ("B" if refresh[40] == "A" else "A").join((refresh[:40], refresh[41:]))
+    return Case(
+        lambda: ctx.client.refresh_session(forged),
+        "RefreshSession",
+        pb.RefreshSessionRequest(refresh_token=forged),
+        UnauthorisedError,
+        {"clear_tokens": True},
+        {"clearTokens": "true"},
+        [access, refresh, forged],
+    )
+
+
+async def get_session_of_revoked_session(ctx: Ctx) -> Case:
+    handle, access, refresh = await _new(ctx)
+    assert await ctx.client.revoke_session(handle)
+    return Case(
+        lambda: ctx.client.get_session(access, check_database=True),
+        "GetSession",
+        pb.GetSessionRequest(access_token=access, check_database=True),
+        UnauthorisedError,
+        {"clear_tokens": True},
+        {"clearTokens": "true"},
+        [access, refresh],
+    )
+
+
+async def get_session_garbled_token(ctx: Ctx) -> Case:
+    _, access, refresh = await _new(ctx)
+    garbled = access[: len(access) // 2]
+    return Case(
+        lambda: ctx.remote.get_session(garbled),
+        "GetSession",
+        pb.GetSessionRequest(access_token=garbled),
+        UnauthorisedError,
+        {"clear_tokens": False},
+        {"clearTokens": "false"},
+        [access, refresh, garbled],
+    )
+
+
+async def get_session_empty_token(ctx: Ctx) -> Case:
+    return Case(
+        lambda: ctx.remote.get_session(""),
+        "GetSession",
+        pb.GetSessionRequest(access_token="", check_database=True),
+        UnauthorisedError,
+        {"clear_tokens": False},
+        {"clearTokens": "false"},
+    )
+
+
+async def get_session_expired_token(ctx: Ctx) -> Case:
+    _, access, refresh = await _new(ctx)
+    ctx.clock.advance(3601)
+    return Case(
+        lambda: ctx.remote.get_session(access),
+        "GetSession",
+        pb.GetSessionRequest(access_token=access),
+        TryRefreshTokenError,
+        {},
+        {},
+        [access, refresh],
+    )
+
+
+async def get_session_bad_signature(ctx: Ctx) -> Case:
+    _, access, refresh = await _new(ctx)
+    header, payload, signature = access.split(".")
+    claims = json.loads(unb64url(payload)) | {"role": "admin"}
+    forged = f"{header}.{b64url(json.dumps(claims).encode())}.{signature}"
+    return Case(
+        lambda: ctx.client.get_session(forged, check_database=True),
+        "GetSession",
+        pb.GetSessionRequest(access_token=forged, check_database=True),
+        TryRefreshTokenError,
+        {},
+        {},
+        [access, refresh, forged],
+    )
+
+
+async def refresh_ancestor_token(ctx: Ctx) -> Case:
+    handle, access, refresh = await _new(ctx, "user-theft")
+    first = await ctx.client.refresh_session(refresh)
+    assert first.refresh_token is not None
+    second = await ctx.client.refresh_session(first.refresh_token)
+    assert second.refresh_token is not None
+    return Case(
+        lambda: ctx.client.refresh_session(refresh),
+        "RefreshSession",
+        pb.RefreshSessionRequest(refresh_token=refresh),
+        TokenTheftDetectedError,
+        {"session_handle": handle, "user_id": "user-theft"},
+        {"sessionHandle": handle, "userId": "user-theft"},
+        [access, refresh, first.access_token, first.refresh_token, second.refresh_token],
+    )
+
+
+async def refresh_previous_token_after_grace(ctx: Ctx) -> Case:
+    handle, access, refresh = await _new(ctx, "user-späť 🙂")
+    first = await ctx.client.refresh_session(refresh)
+    assert first.refresh_token is not None
+    ctx.clock.advance(31)
+    return Case(
+        lambda: ctx.client.refresh_session(refresh),
+        "RefreshSession",
+        pb.RefreshSessionRequest(refresh_token=refresh),
+        TokenTheftDetectedError,
+        {"session_handle": handle, "user_id": "user-späť 🙂"},
+        {"sessionHandle": handle, "userId": "user-späť 🙂"},
+        [access, refresh, first.access_token, first.refresh_token],
+    )
+
+
+async def create_with_protected_claim(ctx: Ctx) -> Case:
+    return Case(
+        lambda: ctx.client.create_new_session("user-e", {"sub": "someone-else"}),
+        "CreateNewSession",
+        pb.CreateNewSessionRequest(user_id="user-e", access_token_payload_json='{"sub":"x"}'),
+        InvalidArgumentError,
+        {"field": "access_token_payload_json"},
+        {"field": "access_token_payload_json"},
+    )
+
+
+async def create_with_empty_user_id(ctx: Ctx) -> Case:
+    return Case(
+        lambda: ctx.client.create_new_session(""),
+        "CreateNewSession",
+        pb.CreateNewSessionRequest(user_id=""),
+        InvalidArgumentError,
+        {"field": "user_id"},
+        {"field": "user_id"},
+    )
+
+
+async def regenerate_with_protected_claim(ctx: Ctx) -> Case:
+    _, access, refresh = await _new(ctx)
+    return Case(
+        lambda: ctx.client.regenerate_access_token(access, {"sessionHandle": "h"}),
+        "RegenerateAccessToken",
+        pb.RegenerateAccessTokenRequest(
+            access_token=access, new_access_token_payload_json='{"exp":1}'
+        ),
+        InvalidArgumentError,
+        {"field": "new_access_token_payload_json"},
+        {"field": "new_access_token_payload_json"},
+        [access, refresh],
+    )
+
+
+async def merge_with_protected_claim(ctx: Ctx) -> Case:
+    handle, access, refresh = await _new(ctx)
+    return Case(
+        lambda: ctx.client.merge_into_access_token_payload(handle, {"antiCsrfToken": "t"}),
+        "MergeIntoAccessTokenPayload",
+        pb.MergeIntoAccessTokenPayloadRequest(
+            session_handle=handle, access_token_payload_update_json='{"tId":"t"}'
+        ),
+        InvalidArgumentError,
+        {"field": "access_token_payload_update_json"},
+        {"field": "access_token_payload_update_json"},
+        [access, refresh],
+    )
+
+
+SCENARIOS: list[Callable[[Ctx], Awaitable[Case]]] = [
+    refresh_revoked_session,
+    refresh_expired_session,
+    refresh_forged_token,
+    get_session_of_revoked_session,
+    get_session_garbled_token,
+    get_session_empty_token,
+    get_session_expired_token,
+    get_session_bad_signature,
+    refresh_ancestor_token,
+    refresh_previous_token_after_grace,
+    create_with_protected_claim,
+    create_with_empty_user_id,
+    regenerate_with_protected_claim,
+    merge_with_protected_claim,
+]
+
+
+@pytest.fixture
+async def ctx(
+    client: SessionClient,
+    server: RunningServer,
+    connect: Callable[..., SessionClient],
+    clock: ManualClock,
+) -> AsyncIterator[Ctx]:
+    async with connect(server, verify_locally=False) as remote:
+        yield Ctx(client, remote, clock)
+
+
+@pytest.fixture
+async def stub(server: RunningServer) -> AsyncIterator[pb_grpc.SessionServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.SessionServiceStub(channel)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+async def test_error_round_trip(
+    scenario: Callable[[Ctx], Awaitable[Case]],
+    ctx: Ctx,
+    stub: pb_grpc.SessionServiceStub,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The scenario runs twice (each run sets up its own session): once through the
+    client, once through the raw stub."""
+    caplog.set_level(logging.INFO)
+
+    # Through SessionClient: the class and attributes the server raised.
+    case = await scenario(ctx)
+    with pytest.raises(SessionError) as raised:
+        await case.call()
+    error = raised.value
+    assert type(error) is case.error
+    for name, value in case.attrs.items():
+        assert getattr(error, name) == value, name
+    if case.error is InvalidArgumentError:
+        assert isinstance(error, ValueError)
+    texts = [str(error), repr(error), error.message, *map(str, vars(error).values())]
+    assert_no_secret(texts, case.tokens)
+
+    # Through the raw stub: status code, one ErrorInfo, reason and metadata.
+    case = await scenario(ctx)
+    with pytest.raises(grpc.aio.AioRpcError) as raised_rpc:
+        await getattr(stub, case.method)(case.request)
+    rpc_error = raised_rpc.value
+    assert rpc_error.code() == DESIGN_CODES[case.error]
+    status = rpc_status.from_call(rpc_error)  # also checks code and message agree
+    assert status is not None
+    infos = []
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        assert detail.Unpack(info), detail.type_url
+        infos.append(info)
+    assert len(infos) == 1
+    [info] = infos
+    assert info.domain == DOMAIN == ERROR_DOMAIN
+    assert info.reason == DESIGN_REASONS[case.error]
+    assert dict(info.metadata) == case.metadata
+    raw_trailers = [
+        value.decode("latin-1") if isinstance(value, bytes) else value
+        for _, value in rpc_error.trailing_metadata() or ()
+    ]
+    texts = [
+        rpc_error.details() or "",
+        rpc_error.debug_error_string() or "",
+        status.message,
+        str(info),
+        *raw_trailers,
+    ]
+    assert_no_secret(texts, case.tokens)
+    # Nor in what the authority logged (at its default level) while answering.
+    assert_no_secret([caplog.text], case.tokens)
+
+
+# --- the table itself ---------------------------------------------------------------------
+
+SAMPLES: dict[type[SessionError], list[SessionError]] = {
+    UnauthorisedError: [
+        UnauthorisedError("gone", clear_tokens=True),
+        UnauthorisedError("garbled", clear_tokens=False),
+    ],
+    TryRefreshTokenError: [TryRefreshTokenError("expired")],
+    TokenTheftDetectedError: [
+        TokenTheftDetectedError("theft", session_handle="h-1", user_id="u-1"),
+        TokenTheftDetectedError("theft", session_handle="h-2", user_id='ü 🙂 "q" ,=;'),
+    ],
+    InvalidClaimsError: [
+        InvalidClaimsError(
+            "claims",
+            invalid_claims=[
+                ClaimValidationError("st-role", {"message": "wrong value", "expectedValue": "a"}),
+                ClaimValidationError("st-ev", {"message": "expired", "ageInSeconds": 2**53 + 1}),
+            ],
+        ),
+        InvalidClaimsError("none", invalid_claims=[]),
+    ],
+    InvalidArgumentError: [
+        InvalidArgumentError("bad", field="user_id"),
+        InvalidArgumentError("bad", field=""),
+    ],
+    ApiKeyInvalidError: [ApiKeyInvalidError("no key")],
+    StorageUnavailableError: [StorageUnavailableError("down")],
+    InternalServerError: [InternalServerError("internal error")],
+}
+
+
+def test_the_table_matches_the_design() -> None:
+    assert {m.error_class: m.status_code for m in ERROR_TABLE} == DESIGN_CODES
+    assert {m.error_class: m.error_class.reason for m in ERROR_TABLE} == DESIGN_REASONS
+    reasons = [m.error_class.reason for m in ERROR_TABLE]
+    assert len(reasons) == len(set(reasons))
+    assert ERROR_DOMAIN == DOMAIN
+
+
+@pytest.mark.parametrize(
+    "error",
+    [sample for mapping in ERROR_TABLE for sample in SAMPLES[mapping.error_class]],
+    ids=lambda e: f"{type(e).__name__}-{e.message}",
+)
+def test_error_from_wire_round_trips(error: SessionError) -> None:
+    metadata = error.wire_metadata()
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    # Through a real ErrorInfo, as the wire carries it.
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)
+    info = error_details_pb2.ErrorInfo.FromString(info.SerializeToString())
+    back = error_from_wire(info.reason, error.message, dict(info.metadata))
+    assert type(back) is type(error)
+    assert vars(back) == vars(error)
+    assert str(back) == str(error)
+    assert status_code_for(back) == DESIGN_CODES[type(error)]
+
+
+@pytest.mark.parametrize("reason", ["", "NOPE", "unauthorised", "UNREACHABLE", "SessionError"])
+def test_unknown_reason_is_an_internal_server_error(reason: str) -> None:
+    back = error_from_wire(reason, "something odd", {"clearTokens": "false", "field": "x"})
+    assert type(back) is InternalServerError
+    assert back.message == "something odd"
+
+
+def test_missing_metadata_gives_safe_defaults() -> None:
+    unauthorised = error_from_wire("UNAUTHORISED", "m", {})
+    assert isinstance(unauthorised, UnauthorisedError) and unauthorised.clear_tokens is True
+    claims = error_from_wire("INVALID_CLAIMS", "m", {"claimValidationErrors": "not json"})
+    assert isinstance(claims, InvalidClaimsError) and claims.invalid_claims == []
+    claims = error_from_wire("INVALID_CLAIMS", "m", {"claimValidationErrors": '{"id":"x"}'})
+    assert isinstance(claims, InvalidClaimsError) and claims.invalid_claims == []
+    field_error = error_from_wire("INVALID_ARGUMENT", "m", {})
+    assert isinstance(field_error, InvalidArgumentError) and field_error.field == ""
