@@ -16,7 +16,7 @@ from .clock import Clock, SystemClock
 from .config import ConfigError, Settings, env_name
 from .service import SessionServicer
 from .sessions import SessionManager
-from .storage import SessionStore, open_store
+from .storage import SessionStore, StorageUnavailable, open_store
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,28 @@ class RunningServer:
     port: int
     store: SessionStore
     sessions: SessionManager
+    cleanup: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting RPCs, let in-flight ones finish within grace, close storage."""
+        if self.cleanup is not None:
+            self.cleanup.cancel()
         await self.server.stop(grace)
         await self.store.close()
+
+
+async def purge_periodically(sessions: SessionManager, interval_s: float) -> None:
+    """Purge expired sessions and retired keys every interval; failures are logged
+    and retried at the next tick (replicas skip a tick another one is doing)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            removed, keys = await sessions.purge_expired()
+        except StorageUnavailable as error:
+            log.warning("purge skipped: storage unavailable: %s", error)
+            continue
+        if removed or keys:
+            log.info("purged %d expired sessions and %d retired signing keys", removed, keys)
 
 
 async def start_server(
@@ -41,8 +58,9 @@ async def start_server(
     *,
     clock: Clock | None = None,
     interceptors: Sequence[Any] = (),
+    run_cleanup: bool = True,
 ) -> RunningServer:
-    store = open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
+    store = open_store(settings.database_url, **settings.store_options())
     await store.open()
     try:
         sessions = await SessionManager.start(settings, store, clock or SystemClock())
@@ -66,7 +84,12 @@ async def start_server(
     except BaseException:
         await store.close()
         raise
-    return RunningServer(server, port, store, sessions)
+    cleanup = (
+        asyncio.create_task(purge_periodically(sessions, settings.cleanup_interval))
+        if run_cleanup
+        else None
+    )
+    return RunningServer(server, port, store, sessions, cleanup)
 
 
 async def serve(settings: Settings) -> None:

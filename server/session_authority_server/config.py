@@ -46,6 +46,11 @@ class Settings:
     # faster; a lost rotation would make the client's newest refresh token look
     # like an ancestor, so FULL is the default.
     sqlite_synchronous: str = "FULL"
+    # PostgreSQL: the longest any statement may run, and connections per replica.
+    database_statement_timeout: int = 5
+    database_pool_size: int = 10
+    # How often expired sessions and retired signing keys are purged.
+    cleanup_interval: int = 3600
     log_level: str = "INFO"
     # Declarative validators every get_session runs unless overridden, e.g. in TOML
     # [[global_claim_validators]] claim = "st-ev"  kind = "is_true"  max_age_seconds = 300
@@ -60,8 +65,19 @@ class Settings:
     def refresh_token_validity_ms(self) -> int:
         return self.refresh_token_validity * 1000
 
+    def store_options(self) -> dict[str, Any]:
+        """Keyword arguments of storage.open_store for these settings."""
+        return {
+            "sqlite_synchronous": self.sqlite_synchronous,
+            "statement_timeout_ms": self.database_statement_timeout * 1000,
+            "pool_size": self.database_pool_size,
+        }
+
 
 _DURATIONS = {
+    "database_statement_timeout",
+    "database_pool_size",
+    "cleanup_interval",
     "access_token_validity",
     "refresh_token_validity",
     "signing_key_rotation",
@@ -163,10 +179,10 @@ def _check(settings: Settings) -> None:
     host, sep, port = settings.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{env_name('listen')}: expected host:port, got {settings.listen!r}")
-    if not settings.database_url.startswith(("sqlite:///",)):
+    if not settings.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        # The URL itself is not echoed: it may hold a password.
         raise ConfigError(
-            f"{env_name('database_url')}: expected a sqlite:///path URL, "
-            f"got a URL of another scheme"
+            f"{env_name('database_url')}: expected sqlite:///path or postgresql://..."
         )
     if settings.refresh_token_validity <= settings.access_token_validity:
         raise ConfigError(

@@ -153,22 +153,27 @@ class KeyRing:
         A rotation that fell due is carried out first, so the set is never stale."""
         await self.signer()
         now = self._clock.now_ms()
-        published = []
-        for index, key in enumerate(self._keys):
-            successor = self._keys[index + 1] if index + 1 < len(self._keys) else None
-            retired_at = (
-                successor.signs_from_ms + self._access_validity_ms + _SKEW_MS
-                if successor is not None and successor.signs_from_ms <= now
-                else None
-            )
-            if retired_at is None or now < retired_at:
-                published.append(key.jwk)
+        published = [key.jwk for key in self._keys if not self._retired(key, now)]
         if self._static is not None:
             published.append(self._static.jwk)
         # The next unpublished key starts signing one rotation after the newest key.
         newest = self._keys[-1].signs_from_ms if self._keys else now
         max_age_s = max(1, (newest + self._rotation_ms - now) // 1000)
         return published, max_age_s
+
+    def retired_kids(self) -> list[str]:
+        """Dynamic keys that no live token can have been signed with."""
+        now = self._clock.now_ms()
+        return [key.kid for key in self._keys if self._retired(key, now)]
+
+    def _retired(self, key: SigningKey, now: int) -> bool:
+        """A key retires once its successor has signed for a whole access-token
+        validity (plus skew): every token it signed has expired by then."""
+        later = [k.signs_from_ms for k in self._keys if k.signs_from_ms > key.signs_from_ms]
+        taken_over = min(later, default=None)
+        if taken_over is None or taken_over > now:
+            return False
+        return now >= taken_over + self._access_validity_ms + _SKEW_MS
 
     async def _sync(self, now: int) -> None:
         """Create the first key or a due successor (one writer wins), then adopt."""

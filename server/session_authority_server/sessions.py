@@ -398,6 +398,13 @@ class SessionManager:
 
         return await self._store.update_session(handle, self._clock.now_ms(), decide)
 
+    async def purge_expired(self, batch_size: int = 1000) -> tuple[int, int]:
+        """Delete expired sessions and retired signing keys: (sessions, keys)."""
+        sessions = await self._store.purge_expired(self._clock.now_ms(), batch_size)
+        await self._keys.signer()  # adopt any rotation first, so retirement is current
+        keys = await self._store.delete_signing_keys(self._keys.retired_kids())
+        return sessions, keys
+
     # --- claims ---------------------------------------------------------------------
 
     async def set_claim_value(self, handle: str, key: str, value: Any) -> bool:

@@ -95,6 +95,9 @@ class SessionStore(Protocol):
         """In one locked transaction: read all keys, add the one decide returns (if
         any), and return the resulting key list. Replicas racing to rotate agree."""
 
+    async def delete_signing_keys(self, kids: Sequence[str]) -> int:
+        """Delete retired dynamic keys; return how many went."""
+
     async def static_signing_key(self, make: Callable[[], SigningKeyRow]) -> SigningKeyRow:
         """The static signing key, created with ``make`` by the first caller to ask."""
 

@@ -11,6 +11,7 @@ half a rotation behind.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +31,10 @@ _SESSION_COLUMNS = (
 )
 _KEY_COLUMNS = "kid, algorithm, private_key, created_ms, signs_from_ms"
 _BUSY_TIMEOUT_MS = 5000
+
+# aiosqlite logs every statement with its parameters at DEBUG: private keys and
+# refresh hashes included. Never let that reach a log, whatever the log level.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def _session(row: Any) -> SessionRow:
@@ -288,6 +293,16 @@ class SQLiteStore:
             return [*keys, new]
 
         return await self._write(work)
+
+    async def delete_signing_keys(self, kids: Sequence[str]) -> int:
+        async def work(db: aiosqlite.Connection) -> int:
+            removed = 0
+            for kid in kids:
+                cursor = await db.execute("DELETE FROM signing_keys WHERE kid = ?", (kid,))
+                removed += cursor.rowcount
+            return removed
+
+        return await self._write(work) if kids else 0
 
     async def static_signing_key(self, make: Callable[[], SigningKeyRow]) -> SigningKeyRow:
         async def work(db: aiosqlite.Connection) -> SigningKeyRow:

@@ -1,0 +1,346 @@
+"""PostgreSQL storage through an asyncpg pool: several replicas on one database.
+
+Row changes lock the row (SELECT ... FOR UPDATE) inside one transaction, so two
+replicas refreshing the same token at once see each other's rotation. Work that
+has no row to lock yet (the first signing key, a due rotation, secrets,
+migrations) takes a transaction-scoped advisory lock instead; the purge job
+takes a try-lock so that only one replica does it at a time.
+
+A statement timeout bounds every statement, and connection failures surface as
+StorageUnavailable, so a stopped or stuck database never hangs an RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from .base import DELETE, Change, SessionRow, SigningKeyRow, StorageUnavailable
+from .migrations import migrations
+
+T = TypeVar("T")
+
+_SESSION_COLUMNS = (
+    "handle, user_id, tenant_id, refresh_hash, prev_refresh_hash, rotated_at_ms, "
+    "access_token_payload, session_data, created_ms, expires_ms, absolute_expires_ms"
+)
+_KEY_COLUMNS = "kid, algorithm, private_key, created_ms, signs_from_ms"
+
+# Advisory lock ids (arbitrary constants, one per kind of work).
+_LOCK_MIGRATIONS = 0x5A_0001
+_LOCK_SIGNING_KEYS = 0x5A_0002
+_LOCK_SECRETS = 0x5A_0003
+_LOCK_PURGE = 0x5A_0004
+
+# What a lost or refused connection, a restart or a timeout looks like.
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def _session(row: asyncpg.Record) -> SessionRow:
+    return SessionRow(*row.values())
+
+
+def _key(row: asyncpg.Record) -> SigningKeyRow:
+    return SigningKeyRow(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        statement_timeout_ms: int = 5000,
+        pool_size: int = 10,
+    ) -> None:
+        self._dsn = dsn
+        self._statement_timeout_ms = statement_timeout_ms
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def open(self) -> list[int]:
+        timeout_s = self._statement_timeout_ms / 1000
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=timeout_s,  # connecting
+                command_timeout=timeout_s + 1,  # client side, behind the server's own
+                server_settings={
+                    "statement_timeout": str(self._statement_timeout_ms),
+                    "idle_in_transaction_session_timeout": str(self._statement_timeout_ms * 2),
+                    "application_name": "session-authority",
+                },
+            )
+            return await self.migrate()
+        except _UNAVAILABLE as exc:
+            await self.close()
+            raise StorageUnavailable(f"cannot reach PostgreSQL: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), self._statement_timeout_ms / 1000)
+            except (TimeoutError, *_UNAVAILABLE):
+                pool.terminate()
+
+    async def migrate(self) -> list[int]:
+        async def work(conn: asyncpg.Connection) -> list[int]:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATIONS)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, statements in migrations("postgresql"):
+                if version in done:
+                    continue
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                applied.append(version)
+            return applied
+
+        return await self._transaction(work)
+
+    # --- plumbing -------------------------------------------------------------------
+
+    async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run work in one transaction, shielded from the caller's cancellation."""
+        pool = self._pool
+        if pool is None:
+            raise StorageUnavailable("the PostgreSQL store is closed")
+
+        async def run() -> T:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+
+        try:
+            return await asyncio.shield(asyncio.ensure_future(run()))
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL: {type(exc).__name__}") from exc
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        pool = self._pool
+        if pool is None:
+            raise StorageUnavailable("the PostgreSQL store is closed")
+        try:
+            return list(await pool.fetch(sql, *args))
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL: {type(exc).__name__}") from exc
+
+    # --- sessions -------------------------------------------------------------------
+
+    async def insert_session(self, row: SessionRow) -> None:
+        async def work(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                f"INSERT INTO sessions ({_SESSION_COLUMNS}) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                row.handle,
+                row.user_id,
+                row.tenant_id,
+                row.refresh_hash,
+                row.prev_refresh_hash,
+                row.rotated_at_ms,
+                row.access_token_payload,
+                row.session_data,
+                row.created_ms,
+                row.expires_ms,
+                row.absolute_expires_ms,
+            )
+
+        await self._transaction(work)
+
+    async def get_session(self, handle: str, now_ms: int) -> SessionRow | None:
+        rows = await self._fetch(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE handle = $1 AND expires_ms > $2",
+            handle,
+            now_ms,
+        )
+        return _session(rows[0]) if rows else None
+
+    async def update_session(
+        self,
+        handle: str,
+        now_ms: int,
+        decide: Callable[[SessionRow | None], tuple[Change, T]],
+    ) -> T:
+        async def work(conn: asyncpg.Connection) -> T:
+            row = await conn.fetchrow(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions "
+                "WHERE handle = $1 AND expires_ms > $2 FOR UPDATE",
+                handle,
+                now_ms,
+            )
+            change, result = decide(_session(row) if row is not None else None)
+            if change is DELETE:
+                await conn.execute("DELETE FROM sessions WHERE handle = $1", handle)
+            elif isinstance(change, SessionRow):
+                await conn.execute(
+                    "UPDATE sessions SET refresh_hash = $1, prev_refresh_hash = $2, "
+                    "rotated_at_ms = $3, access_token_payload = $4, session_data = $5, "
+                    "expires_ms = $6 WHERE handle = $7",
+                    change.refresh_hash,
+                    change.prev_refresh_hash,
+                    change.rotated_at_ms,
+                    change.access_token_payload,
+                    change.session_data,
+                    change.expires_ms,
+                    handle,
+                )
+            return result
+
+        return await self._transaction(work)
+
+    async def delete_sessions(self, handles: Sequence[str], now_ms: int) -> list[str]:
+        unique = list(dict.fromkeys(handles))
+        if not unique:
+            return []
+
+        async def work(conn: asyncpg.Connection) -> list[str]:
+            rows = await conn.fetch(
+                "DELETE FROM sessions WHERE handle = ANY($1::text[]) RETURNING handle, expires_ms",
+                unique,
+            )
+            live = {row[0] for row in rows if row[1] > now_ms}
+            return [handle for handle in unique if handle in live]
+
+        return await self._transaction(work)
+
+    async def delete_sessions_for_user(self, user_id: str, now_ms: int) -> list[str]:
+        async def work(conn: asyncpg.Connection) -> list[str]:
+            rows = await conn.fetch(
+                "DELETE FROM sessions WHERE user_id = $1 RETURNING handle, expires_ms", user_id
+            )
+            return [row[0] for row in rows if row[1] > now_ms]
+
+        return await self._transaction(work)
+
+    async def session_handles_for_user(self, user_id: str, now_ms: int) -> list[str]:
+        rows = await self._fetch(
+            "SELECT handle FROM sessions WHERE user_id = $1 AND expires_ms > $2 "
+            "ORDER BY created_ms",
+            user_id,
+            now_ms,
+        )
+        return [row[0] for row in rows]
+
+    async def purge_expired(self, now_ms: int, batch_size: int = 1000) -> int:
+        """Delete expired rows in batches; a replica that finds another one purging
+        (the advisory try-lock is taken) leaves the work to it and returns 0."""
+        pool = self._pool
+        if pool is None:
+            raise StorageUnavailable("the PostgreSQL store is closed")
+        try:
+            async with pool.acquire() as conn:
+                if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_PURGE):
+                    return 0
+                try:
+                    removed = 0
+                    while True:
+                        status = await conn.execute(
+                            "DELETE FROM sessions WHERE handle IN ("
+                            "SELECT handle FROM sessions WHERE expires_ms <= $1 "
+                            "LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                            now_ms,
+                            batch_size,
+                        )
+                        count = int(status.split()[-1])
+                        removed += count
+                        if count < batch_size:
+                            return removed
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_PURGE)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL: {type(exc).__name__}") from exc
+
+    # --- keys and secrets --------------------------------------------------------------
+
+    async def signing_keys(self) -> list[SigningKeyRow]:
+        rows = await self._fetch(
+            f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY signs_from_ms, created_ms"
+        )
+        return [_key(row) for row in rows]
+
+    async def add_signing_key(
+        self, decide: Callable[[list[SigningKeyRow]], SigningKeyRow | None]
+    ) -> list[SigningKeyRow]:
+        async def work(conn: asyncpg.Connection) -> list[SigningKeyRow]:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_SIGNING_KEYS)
+            rows = await conn.fetch(
+                f"SELECT {_KEY_COLUMNS} FROM signing_keys ORDER BY signs_from_ms, created_ms"
+            )
+            keys = [_key(row) for row in rows]
+            new = decide(keys)
+            if new is None:
+                return keys
+            await conn.execute(
+                f"INSERT INTO signing_keys ({_KEY_COLUMNS}) VALUES ($1,$2,$3,$4,$5)",
+                new.kid,
+                new.algorithm,
+                new.private_key,
+                new.created_ms,
+                new.signs_from_ms,
+            )
+            return [*keys, new]
+
+        return await self._transaction(work)
+
+    async def delete_signing_keys(self, kids: Sequence[str]) -> int:
+        async def work(conn: asyncpg.Connection) -> int:
+            status = await conn.execute(
+                "DELETE FROM signing_keys WHERE kid = ANY($1::text[])", list(kids)
+            )
+            return int(status.split()[-1])
+
+        return await self._transaction(work) if kids else 0
+
+    async def static_signing_key(self, make: Callable[[], SigningKeyRow]) -> SigningKeyRow:
+        async def work(conn: asyncpg.Connection) -> SigningKeyRow:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_SIGNING_KEYS)
+            row = await conn.fetchrow(
+                "SELECT kid, algorithm, private_key, created_ms, created_ms "
+                "FROM static_signing_keys ORDER BY created_ms LIMIT 1"
+            )
+            if row is not None:
+                return _key(row)
+            key = make()
+            await conn.execute(
+                "INSERT INTO static_signing_keys (kid, algorithm, private_key, created_ms) "
+                "VALUES ($1, $2, $3, $4)",
+                key.kid,
+                key.algorithm,
+                key.private_key,
+                key.created_ms,
+            )
+            return key
+
+        return await self._transaction(work)
+
+    async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        async def work(conn: asyncpg.Connection) -> bytes:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_SECRETS)
+            value = await conn.fetchval("SELECT value FROM secrets WHERE name = $1", name)
+            if value is not None:
+                return bytes(value)
+            new = make()
+            await conn.execute("INSERT INTO secrets (name, value) VALUES ($1, $2)", name, new)
+            return new
+
+        return await self._transaction(work)
