@@ -4,6 +4,8 @@ real client, and one manual clock that both sides read."""
 from __future__ import annotations
 
 import collections
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,9 @@ from session_authority_server.app import RunningServer, start_server
 from session_authority_server.config import Settings, load_settings
 
 START_MS = 1_800_000_000_000
+
+# The PostgreSQL server the PostgreSQL tests use (CI sets it); without it they skip.
+POSTGRES_DSN = os.environ.get("SESSION_AUTHORITY_TEST_POSTGRES_DSN")
 
 
 class ManualClock:
@@ -60,6 +65,37 @@ def clock() -> ManualClock:
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/sessions.db"
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    if not POSTGRES_DSN:
+        pytest.skip("SESSION_AUTHORITY_TEST_POSTGRES_DSN is not set (CI sets it; see .ci/run)")
+    import asyncpg
+
+    name = f"sa_test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = POSTGRES_DSN.rpartition("/")
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs on a fresh SQLite file and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/sessions.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture
