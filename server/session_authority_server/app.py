@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +39,15 @@ class RunningServer:
         await self.store.close()
 
 
-async def purge_periodically(sessions: SessionManager, interval_s: float) -> None:
+async def purge_periodically(
+    sessions: SessionManager,
+    interval_s: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
     """Purge expired sessions and retired keys every interval; failures are logged
     and retried at the next tick (replicas skip a tick another one is doing)."""
     while True:
-        await asyncio.sleep(interval_s)
+        await sleep(interval_s)
         try:
             removed, keys = await sessions.purge_expired()
         except StorageUnavailable as error:
