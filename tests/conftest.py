@@ -101,7 +101,11 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def make_settings(database_url: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"database_url": database_url, "listen": "127.0.0.1:0"}
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "listen": "127.0.0.1:0",
+            "http_listen": "127.0.0.1:0",
+        }
         values.update(overrides)
         return load_settings(None, {}, **values)
 

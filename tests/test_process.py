@@ -21,6 +21,7 @@ def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_AUTHORITY_")}
     env["SESSION_AUTHORITY_DATABASE_URL"] = f"sqlite:///{tmp_path}/sessions.db"
     env["SESSION_AUTHORITY_LISTEN"] = "127.0.0.1:0"
+    env["SESSION_AUTHORITY_HTTP_LISTEN"] = "127.0.0.1:0"
     env.update({f"SESSION_AUTHORITY_{k.upper()}": v for k, v in settings.items()})
     return env
 

@@ -6,6 +6,7 @@ dicts and the exceptions of :mod:`session_authority.errors`.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import time
@@ -475,20 +476,24 @@ class SessionClient:
     ) -> list[ClaimValidationError]:
         """Built-in validators run on the authority, custom ones here; failures come
         back in the order of the validators."""
-        built_in = [v for v in validators if isinstance(v, ClaimValidator)]
-        remote: list[ClaimValidationError] = []
-        if built_in:
-            response = await self._call(
-                method, make_request([validator_to_wire(v) for v in built_in])
-            )
-            remote = failures_from_wire(response.invalid_claims)
+        # On the wire each built-in validator is named by its position, so that
+        # validators sharing an id cannot be confused when the failures return.
+        wire = [
+            validator_to_wire(dataclasses.replace(v, id=str(position)))
+            for position, v in enumerate(validators)
+            if isinstance(v, ClaimValidator)
+        ]
+        remote: dict[str, ClaimValidationError] = {}
+        if wire:
+            response = await self._call(method, make_request(wire))
+            remote = {f.id: f for f in failures_from_wire(response.invalid_claims)}
         now = self.now_ms()
         failures = []
-        for validator in validators:
+        for position, validator in enumerate(validators):
             if isinstance(validator, ClaimValidator):
-                # The authority reports failures in order: take the next if it is this one.
-                if remote and remote[0].id == validator.id:
-                    failures.append(remote.pop(0))
+                failure = remote.get(str(position))
+                if failure is not None:
+                    failures.append(ClaimValidationError(validator.id, failure.reason))
                 continue
             result = validator.validate(payload, now)
             if inspect.isawaitable(result):

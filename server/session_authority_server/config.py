@@ -52,6 +52,24 @@ class Settings:
     # How often expired sessions and retired signing keys are purged.
     cleanup_interval: int = 3600
     log_level: str = "INFO"
+    log_format: str = "text"
+    # The HTTP side: JWKS, discovery, health and metrics ("" turns it off).
+    http_listen: str = "127.0.0.1:3567"
+    # Callers authenticate with one of these (several, so keys can be rotated).
+    api_keys: tuple[str, ...] = ()
+    # Without API keys only loopback callers are served, unless this is set.
+    allow_remote_without_api_key: bool = False
+    # TLS for the gRPC port; with a client CA, callers must present a certificate
+    # it signed (mTLS).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    # Encrypts signing private keys at rest (AES-256-GCM): 32 bytes, base64, given
+    # directly or in a file.
+    master_key: str = ""
+    master_key_file: str = ""
+    # Processes serving one port (SO_REUSEPORT), sharing the database.
+    workers: int = 1
     # Declarative validators every get_session runs unless overridden, e.g. in TOML
     # [[global_claim_validators]] claim = "st-ev"  kind = "is_true"  max_age_seconds = 300
     # (in the environment: the same as a JSON array of objects).
@@ -75,6 +93,7 @@ class Settings:
 
 
 _DURATIONS = {
+    "workers",
     "database_statement_timeout",
     "database_pool_size",
     "cleanup_interval",
@@ -89,7 +108,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "signing_algorithm": SIGNING_ALGORITHMS,
     "sqlite_synchronous": SQLITE_SYNCHRONOUS_MODES,
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "log_format": ("text", "json"),
 }
+_BOOLEANS = {"allow_remote_without_api_key"}
+_SECRETS = {"api_keys", "master_key"}  # never echoed in an error
 _ZERO_ALLOWED = {"refresh_grace_period", "shutdown_grace"}
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
 
@@ -135,6 +157,10 @@ def load_settings(
 def _parse(name: str, where: str, value: Any) -> Any:
     if name == "global_claim_validators":
         return _parse_validators(where, value)
+    if name in _BOOLEANS:
+        return _parse_boolean(where, value)
+    if name == "api_keys":
+        return _parse_api_keys(where, value)
     if name in _DURATIONS:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a whole number of seconds, got {value!r}")
@@ -149,14 +175,48 @@ def _parse(name: str, where: str, value: Any) -> Any:
             raise ConfigError(f"{where}: must be at least {minimum} second(s), got {seconds}")
         return seconds
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        shown = "" if name in _SECRETS else f", got {value!r}"
+        raise ConfigError(f"{where}: expected a string{shown}")
     choices = _CHOICES.get(name)
     if choices is not None:
         matched = {c.upper(): c for c in choices}.get(value.strip().upper())
         if matched is None:
             raise ConfigError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
         return matched
+    if name == "issuer":  # one spelling for iss and discovery (OIDC wants them identical)
+        return value.strip().rstrip("/")
     return value.strip()
+
+
+def _parse_boolean(where: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{where}: expected true or false")
+
+
+MIN_API_KEY_LENGTH = 16
+
+
+def _parse_api_keys(where: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        keys = [key.strip() for key in value.split(",")]
+    elif isinstance(value, list | tuple) and all(isinstance(k, str) for k in value):
+        keys = [key.strip() for key in value]
+    else:
+        raise ConfigError(f"{where}: expected comma-separated keys or a list of strings")
+    keys = [key for key in keys if key]
+    if any(len(key) < MIN_API_KEY_LENGTH or not key.isprintable() or " " in key for key in keys):
+        # Which key is at fault is not said: that would print part of a secret.
+        raise ConfigError(
+            f"{where}: every key must be at least {MIN_API_KEY_LENGTH} printable characters "
+            "without spaces"
+        )
+    return tuple(keys)
 
 
 def _parse_validators(where: str, value: Any) -> tuple[ClaimValidator, ...]:
@@ -191,3 +251,21 @@ def _check(settings: Settings) -> None:
         )
     if not settings.issuer:
         raise ConfigError(f"{env_name('issuer')}: must not be empty")
+    if settings.http_listen:
+        host, sep, port = settings.http_listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"{env_name('http_listen')}: expected host:port or empty")
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ConfigError(f"{env_name('tls_cert_file')} and {env_name('tls_key_file')} go together")
+    if settings.tls_client_ca_file and not settings.tls_cert_file:
+        raise ConfigError(
+            f"{env_name('tls_client_ca_file')}: mTLS needs {env_name('tls_cert_file')} too"
+        )
+    for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "master_key_file"):
+        path = getattr(settings, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{env_name(name)}: no such file: {path}")
+    if settings.master_key and settings.master_key_file:
+        raise ConfigError(
+            f"{env_name('master_key')} and {env_name('master_key_file')}: give one, not both"
+        )

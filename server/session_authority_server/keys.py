@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from session_authority.verify import ALGORITHMS, VerificationKey
 
 from .clock import Clock
+from .keystore import SecretSealer
 from .storage.base import SessionStore, SigningKeyRow
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,10 @@ class SigningKey:
     signs_from_ms: int
 
     @classmethod
-    def from_row(cls, row: SigningKeyRow) -> SigningKey:
+    def from_row(cls, row: SigningKeyRow, sealer: SecretSealer) -> SigningKey:
         algorithm = ALGORITHMS[row.algorithm]
-        private = serialization.load_pem_private_key(row.private_key, password=None)
+        pem = sealer.open(row.private_key, row.kid)
+        private = serialization.load_pem_private_key(pem, password=None)
         public = private.public_key()
         exported = algorithm.to_jwk(public, as_dict=True)
         jwk = {name: exported[name] for name in _JWK_PUBLIC_FIELDS if name in exported}
@@ -90,8 +92,10 @@ class KeyRing:
         algorithm: str,
         rotation_ms: int,
         access_token_validity_ms: int,
+        sealer: SecretSealer,
     ) -> None:
         self._store = store
+        self._sealer = sealer
         self._clock = clock
         self._algorithm = algorithm
         self._rotation_ms = rotation_ms
@@ -109,7 +113,7 @@ class KeyRing:
     async def start(self) -> None:
         await self._sync(self._clock.now_ms())
         self._static = SigningKey.from_row(
-            await self._store.static_signing_key(self._new_static_key_row)
+            await self._store.static_signing_key(self._new_static_key_row), self._sealer
         )
 
     @property
@@ -193,20 +197,22 @@ class KeyRing:
         return None
 
     def _new_key_row(self, now: int, *, signs_from_ms: int) -> SigningKeyRow:
-        key = generate_private_key(self._algorithm)
-        log.info("created signing key d-%d (%s)", now, self._algorithm)
-        return SigningKeyRow(f"d-{now}", self._algorithm, private_key_pem(key), now, signs_from_ms)
+        kid = f"d-{now}"
+        sealed = self._sealer.seal(private_key_pem(generate_private_key(self._algorithm)), kid)
+        log.info("created signing key %s (%s)", kid, self._algorithm)
+        return SigningKeyRow(kid, self._algorithm, sealed, now, signs_from_ms)
 
     def _new_static_key_row(self) -> SigningKeyRow:
         now = self._clock.now_ms()
-        key = generate_private_key(self._algorithm)
-        return SigningKeyRow(f"s-{uuid.uuid4()}", self._algorithm, private_key_pem(key), now, now)
+        kid = f"s-{uuid.uuid4()}"
+        sealed = self._sealer.seal(private_key_pem(generate_private_key(self._algorithm)), kid)
+        return SigningKeyRow(kid, self._algorithm, sealed, now, now)
 
     def _adopt(self, rows: list[SigningKeyRow], now: int) -> None:
         keys = []
         for row in sorted(rows, key=lambda r: (r.signs_from_ms, r.created_ms)):
             known = self._by_kid.get(row.kid)
-            keys.append(known if known is not None else SigningKey.from_row(row))
+            keys.append(known if known is not None else SigningKey.from_row(row, self._sealer))
         self._keys = keys
         self._by_kid = {key.kid: key for key in keys}
         signing = [key for key in keys if key.signs_from_ms <= now]

@@ -9,28 +9,33 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from session_authority.errors import (
     ERROR_DOMAIN,
     InternalServerError,
+    InvalidArgumentError,
     SessionError,
     StorageUnavailableError,
+    TokenTheftDetectedError,
     status_code_for,
 )
 from session_authority.v1 import session_service_pb2 as pb
-from session_authority.v1 import session_service_pb2_grpc as pb_grpc
 from session_authority.wire import (
     failures_to_wire,
     validator_to_wire,
     validators_from_wire,
 )
 
+from .auth import CallerAuthenticator
+from .metrics import Metrics
 from .sessions import IssuedToken, SessionManager, SessionTokens
 from .storage.base import StorageUnavailable
 from .tokens import json_text
@@ -61,26 +66,76 @@ async def abort_with_error(context: Context, error: SessionError) -> NoReturn:
     raise AssertionError("abort_with_status returned")
 
 
+class UndecodableRequest:
+    """Stands in for a request whose bytes are not a valid message (bad UTF-8 in a
+    string field, say), so the RPC can answer INVALID_ARGUMENT rather than the
+    INTERNAL that grpcio sends when a deserializer raises."""
+
+
+def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            return UndecodableRequest()
+
+    return deserialize
+
+
+def register(servicer: SessionServicer, server: Any) -> None:
+    """Add the servicer to a grpc.aio server, one handler per RPC of the proto."""
+    service = pb.DESCRIPTOR.services_by_name["SessionService"]
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_lenient(getattr(pb, method.input_type.name).FromString),
+            response_serializer=getattr(pb, method.output_type.name).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+
+
 def _translate_errors(
     method: Callable[[SessionServicer, Request, Context], Awaitable[R]],
 ) -> Callable[[SessionServicer, Request, Context], Awaitable[R]]:
-    """Turn domain errors into statuses; anything unexpected is INTERNAL, logged here
-    with its traceback and sent with a generic message."""
+    """The one way in and out of every RPC: caller authentication, malformed
+    requests, metrics, and errors as statuses. Anything unexpected is INTERNAL,
+    logged here with its traceback and sent with a generic message."""
+
+    name = method.__name__
 
     @functools.wraps(method)
     async def wrapper(self: SessionServicer, request: Request, context: Context) -> R:
+        started = time.perf_counter()
         try:
-            return await method(self, request, context)
+            self._authenticator.check(context)
+            if isinstance(request, UndecodableRequest):
+                raise InvalidArgumentError(
+                    "the request is not a valid message (a string field is not UTF-8?)",
+                    field="request",
+                )
+            response = await method(self, request, context)
         except grpc.aio.AbortError:
             raise
         except SessionError as error:
             failure: SessionError = error
         except StorageUnavailable as error:
-            log.warning("%s: storage unavailable: %s", method.__name__, error)
+            log.warning("%s: storage unavailable: %s", name, error)
             failure = StorageUnavailableError("the session store is unavailable; retry later")
         except Exception:
-            log.exception("%s failed unexpectedly", method.__name__)
+            log.exception("%s failed unexpectedly", name)
             failure = InternalServerError("internal error")
+        else:
+            self._metrics.observe_rpc(name, "OK", time.perf_counter() - started, response)
+            return response
+        self._metrics.observe_rpc(
+            name, status_code_for(failure).name, time.perf_counter() - started, None
+        )
+        if isinstance(failure, TokenTheftDetectedError):
+            self._metrics.thefts.inc()
         await abort_with_error(context, failure)
 
     return wrapper
@@ -114,9 +169,16 @@ def _issued(tokens: SessionTokens) -> dict[str, Any]:
     return fields
 
 
-class SessionServicer(pb_grpc.SessionServiceServicer):  # type: ignore[misc]
-    def __init__(self, sessions: SessionManager) -> None:
+class SessionServicer:
+    def __init__(
+        self,
+        sessions: SessionManager,
+        authenticator: CallerAuthenticator,
+        metrics: Metrics,
+    ) -> None:
         self._sessions = sessions
+        self._authenticator = authenticator
+        self._metrics = metrics
 
     @_translate_errors
     async def CreateNewSession(

@@ -40,6 +40,7 @@ from session_authority.verify import (
 from .clock import Clock
 from .config import Settings
 from .keys import KeyRing
+from .keystore import SecretSealer
 from .storage.base import DELETE, Change, SessionRow, SessionStore
 from .tokens import JwtMinter, RefreshTokenCodec, json_text, secret_hash, token_hash_hex
 from .validation import (
@@ -123,15 +124,20 @@ class SessionManager:
 
     @classmethod
     async def start(cls, settings: Settings, store: SessionStore, clock: Clock) -> SessionManager:
+        sealer = SecretSealer.from_settings(settings)
         keys = KeyRing(
             store,
             clock,
             algorithm=settings.signing_algorithm,
             rotation_ms=settings.signing_key_rotation * 1000,
             access_token_validity_ms=settings.access_token_validity_ms,
+            sealer=sealer,
         )
         await keys.start()
-        mac_key = await store.secret(REFRESH_KEY_SECRET, lambda: os.urandom(32))
+        stored = await store.secret(
+            REFRESH_KEY_SECRET, lambda: sealer.seal(os.urandom(32), REFRESH_KEY_SECRET)
+        )
+        mac_key = sealer.open(stored, REFRESH_KEY_SECRET)
         return cls(settings, store, keys, RefreshTokenCodec(mac_key), clock)
 
     @property
@@ -462,7 +468,7 @@ class SessionManager:
         return self._minter.mint(signer, claims, access_token=False)
 
     def open_id_discovery_configuration(self) -> dict[str, Any]:
-        issuer = self._settings.issuer.rstrip("/")
+        issuer = self._settings.issuer
         return {
             "issuer": issuer,
             "jwks_uri": f"{issuer}/.well-known/jwks.json",

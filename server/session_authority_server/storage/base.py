@@ -60,6 +60,9 @@ class SessionStore(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raise StorageUnavailable unless the database answers a trivial query."""
+
     async def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied."""
 

@@ -99,6 +99,9 @@ class PostgresStore:
             except (TimeoutError, *_UNAVAILABLE):
                 pool.terminate()
 
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
     async def migrate(self) -> list[int]:
         async def work(conn: asyncpg.Connection) -> list[int]:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATIONS)

@@ -117,6 +117,9 @@ class SQLiteStore:
                     await db.close()
             self._reader = self._writer = None
 
+    async def ping(self) -> None:
+        await self._read("SELECT 1", ())
+
     async def migrate(self) -> list[int]:
         async with self._transaction() as db:
             await db.execute(

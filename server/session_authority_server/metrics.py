@@ -1,0 +1,68 @@
+"""Prometheus metrics of one authority process (its own registry, so several
+servers in one process, as in tests, never collide). Labels carry method names
+and status codes only: never a token, a user id or a handle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rpcs = Counter(
+            "session_authority_rpcs",
+            "gRPC calls by method and status code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "session_authority_rpc_duration_seconds",
+            "gRPC call latency by method and status code",
+            ["method", "code"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.sessions_created = Counter(
+            "session_authority_sessions_created", "sessions created", registry=self.registry
+        )
+        self.sessions_refreshed = Counter(
+            "session_authority_sessions_refreshed", "successful refreshes", registry=self.registry
+        )
+        self.sessions_revoked = Counter(
+            "session_authority_sessions_revoked", "sessions revoked", registry=self.registry
+        )
+        self.thefts = Counter(
+            "session_authority_token_thefts_detected",
+            "refresh-token reuse detected (session revoked)",
+            registry=self.registry,
+        )
+        self.jwks_fetches = Counter(
+            "session_authority_jwks_fetches",
+            "JWKS served, by transport",
+            ["transport"],
+            registry=self.registry,
+        )
+
+    def observe_rpc(self, method: str, code: str, seconds: float, response: Any) -> None:
+        self.rpcs.labels(method, code).inc()
+        self.latency.labels(method, code).observe(seconds)
+        if code != "OK":
+            return
+        if method == "CreateNewSession":
+            self.sessions_created.inc()
+        elif method == "RefreshSession":
+            self.sessions_refreshed.inc()
+        elif method == "RevokeSession":
+            self.sessions_revoked.inc(1 if response.revoked else 0)
+        elif method in ("RevokeMultipleSessions", "RevokeAllSessionsForUser"):
+            self.sessions_revoked.inc(len(response.revoked_session_handles))
+        elif method == "GetJwks":
+            self.jwks_fetches.labels("grpc").inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

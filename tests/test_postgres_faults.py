@@ -1,0 +1,359 @@
+"""PostgreSQL failing under a running server process: stopped, or stuck behind a
+lock. RPCs that need storage answer UNAVAILABLE (reason STORAGE_UNAVAILABLE)
+within the client's timeout, the process stays up and keeps verifying tokens
+locally, and once PostgreSQL is back it serves again without a restart, with
+every committed session intact.
+
+The outage is staged on a throwaway PostgreSQL server that the test creates
+(initdb in a temporary directory, its own port), never on the shared one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from session_authority import SessionClient
+from session_authority.errors import ERROR_DOMAIN, StorageUnavailableError
+from session_authority.v1 import session_service_pb2 as pb
+from session_authority.v1 import session_service_pb2_grpc as pb_grpc
+
+from .conftest import POSTGRES_DSN
+from .processes import server_processes
+
+pytestmark = pytest.mark.postgres
+
+T = TypeVar("T")
+
+CLIENT_TIMEOUT_S = 5.0
+STATEMENT_TIMEOUT_S = 2
+RECOVERY_TIMEOUT_S = 15.0
+PG_CTL_TIMEOUT_S = 30
+POSTGRESQL_ROOT = Path("/usr/lib/postgresql")
+
+
+def _postgresql_bin() -> Path:
+    """The newest installed PostgreSQL's bin directory, or skip with the reason."""
+    if not POSTGRES_DSN:
+        pytest.skip("SESSION_AUTHORITY_TEST_POSTGRES_DSN is not set (CI sets it; see .ci/run)")
+    if shutil.which("runuser") is None:
+        pytest.skip("runuser is missing: cannot run a throwaway PostgreSQL as user postgres")
+    if os.geteuid() != 0:
+        pytest.skip("a throwaway PostgreSQL is started with runuser, which needs root")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("there is no postgres user to run a throwaway PostgreSQL")
+    versions = [
+        path.parent
+        for path in POSTGRESQL_ROOT.glob("*/bin/initdb")
+        if path.parent.parent.name.isdigit() and (path.parent / "pg_ctl").exists()
+    ]
+    if not versions:
+        pytest.skip(f"no initdb under {POSTGRESQL_ROOT}: cannot start a throwaway PostgreSQL")
+    return max(versions, key=lambda path: int(path.parent.name))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class ThrowawayPostgres:
+    """A PostgreSQL server of this test's own, in a temporary directory owned by
+    the postgres user (trust authentication, 127.0.0.1 only)."""
+
+    bin_dir: Path
+    base: Path
+    port: int
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    async def _run(self, *command: str, check: bool = True) -> int:
+        process = await asyncio.create_subprocess_exec(
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            *command,
+            cwd=self.base,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        if check and process.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} failed:\n{output.decode()}")
+        assert process.returncode is not None
+        return process.returncode
+
+    async def init(self) -> None:
+        await self._run(
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "--no-locale",
+            "-E",
+            "UTF8",
+        )
+
+    async def start(self) -> None:
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
+        await self._run(
+            *self._pg_ctl(),
+            "-l",
+            str(self.base / "postgresql.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(PG_CTL_TIMEOUT_S),
+            "start",
+        )
+
+    async def stop(self, *, check: bool = True) -> None:
+        await self._run(
+            *self._pg_ctl(), "-m", "fast", "-w", "-t", str(PG_CTL_TIMEOUT_S), "stop", check=check
+        )
+
+    def _pg_ctl(self) -> tuple[str, ...]:
+        return (str(self.bin_dir / "pg_ctl"), "-D", str(self.data))
+
+
+@pytest.fixture
+async def throwaway_postgres() -> AsyncIterator[ThrowawayPostgres]:
+    bin_dir = _postgresql_bin()
+    base = Path(tempfile.mkdtemp(prefix="session-authority-pg-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        postgres = pwd.getpwnam("postgres")
+        os.chown(base, postgres.pw_uid, postgres.pw_gid)
+        server = ThrowawayPostgres(bin_dir, base, _free_port())
+        await server.init()
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.stop(check=False)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def timed(call: Awaitable[T]) -> tuple[T | BaseException, float]:
+    """(the call's result or the exception it raised, seconds it took)."""
+    started = time.monotonic()
+    try:
+        outcome: T | BaseException = await call
+    except Exception as error:
+        outcome = error
+    return outcome, time.monotonic() - started
+
+
+async def assert_storage_unavailable(name: str, call: Awaitable[Any]) -> None:
+    outcome, seconds = await timed(call)
+    assert isinstance(outcome, StorageUnavailableError), f"{name}: {outcome!r}"
+    assert seconds < CLIENT_TIMEOUT_S, f"{name} answered after {seconds:.1f} s"
+
+
+async def retry_while_unavailable(call: Callable[[], Awaitable[T]], timeout_s: float) -> T:
+    """Poll call() until it stops raising StorageUnavailableError (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await call()
+        except StorageUnavailableError:
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.2)
+
+
+async def raw_create_new_session(target: str) -> grpc.aio.AioRpcError:
+    """CreateNewSession through the bare generated stub; returns the RPC's error."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.SessionServiceStub(channel)
+        try:
+            await stub.CreateNewSession(
+                pb.CreateNewSessionRequest(
+                    user_id="raw", access_token_payload_json="{}", session_data_in_database_json="{}"
+                ),
+                timeout=CLIENT_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as error:
+            return error
+    raise AssertionError("CreateNewSession succeeded without its database")
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    status = rpc_status.from_call(error)
+    assert status is not None, "the error carries no google.rpc.Status details"
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info
+    raise AssertionError("the error carries no ErrorInfo")
+
+
+def server_settings(database_url: str) -> dict[str, str]:
+    return {
+        "database_url": database_url,
+        "database_statement_timeout": str(STATEMENT_TIMEOUT_S),
+    }
+
+
+async def test_postgresql_stopped_and_started_again_under_a_running_server(
+    throwaway_postgres: ThrowawayPostgres,
+) -> None:
+    async with server_processes(server_settings(throwaway_postgres.url)) as (server,):
+        async with server.client(timeout=CLIENT_TIMEOUT_S) as client:
+            sessions = [
+                await client.create_new_session(f"user-{i}", {"n": i}, {"d": i}) for i in range(4)
+            ]
+            # One session has rotated before the outage: its newest tokens count.
+            assert sessions[0].refresh_token is not None
+            sessions[0] = await client.refresh_session(sessions[0].refresh_token)
+            # Local verification needs the JWKS (and global validators) cached.
+            for session in sessions:
+                assert await client.get_session(session.access_token) is not None
+
+            await throwaway_postgres.stop()
+
+            await assert_storage_unavailable(
+                "create_new_session", client.create_new_session("user-new")
+            )
+            assert sessions[1].refresh_token is not None
+            await assert_storage_unavailable(
+                "refresh_session", client.refresh_session(sessions[1].refresh_token)
+            )
+            await assert_storage_unavailable(
+                "get_session(check_database=True)",
+                client.get_session(sessions[2].access_token, check_database=True),
+            )
+            await assert_storage_unavailable(
+                "revoke_session", client.revoke_session(sessions[3].session_handle)
+            )
+            error, seconds = await timed(raw_create_new_session(server.target))
+            assert isinstance(error, grpc.aio.AioRpcError), error
+            assert seconds < CLIENT_TIMEOUT_S
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            info = error_info(error)
+            assert (info.domain, info.reason) == (ERROR_DOMAIN, "STORAGE_UNAVAILABLE")
+
+            assert server.process.returncode is None, "the server died with its database"
+            for session in sessions:  # no database needed
+                verified = await client.get_session(session.access_token)
+                assert verified is not None and verified.session_handle == session.session_handle
+
+            await throwaway_postgres.start()
+
+            fresh = await retry_while_unavailable(
+                lambda: client.create_new_session("user-after"), RECOVERY_TIMEOUT_S
+            )
+            assert await client.get_session(fresh.access_token, check_database=True)
+            for i, session in enumerate(sessions):
+                verified = await client.get_session(session.access_token, check_database=True)
+                assert verified is not None and verified.access_token_payload["n"] == i
+                info_after = await client.get_session_information(session.session_handle)
+                assert info_after is not None and info_after.session_data_in_database == {"d": i}
+                assert session.refresh_token is not None
+                refreshed = await client.refresh_session(session.refresh_token)
+                assert refreshed.session_handle == session.session_handle
+                assert await client.get_session(refreshed.access_token, check_database=True)
+        assert await server.stop() == 0
+
+
+async def test_stuck_database_answers_unavailable_after_the_statement_timeout(
+    postgres_url: str,
+) -> None:
+    """A row locked by someone else stalls a refresh inside PostgreSQL; the
+    statement timeout ends the wait and the RPC answers, well within the client's
+    timeout. Once the lock is gone the same token refreshes."""
+    async with server_processes(server_settings(postgres_url)) as (server,):
+        async with server.client(timeout=CLIENT_TIMEOUT_S) as client:
+            session = await client.create_new_session("stuck")
+            assert session.refresh_token is not None
+            blocker = await asyncpg.connect(postgres_url)
+            try:
+                transaction = blocker.transaction()
+                await transaction.start()
+                await blocker.execute(
+                    "SELECT 1 FROM sessions WHERE handle = $1 FOR UPDATE", session.session_handle
+                )
+                outcome, seconds = await timed(client.refresh_session(session.refresh_token))
+                assert isinstance(outcome, StorageUnavailableError), repr(outcome)
+                assert STATEMENT_TIMEOUT_S - 0.5 <= seconds < CLIENT_TIMEOUT_S
+                assert server.process.returncode is None
+                await transaction.rollback()
+            finally:
+                await blocker.close()
+            refreshed = await client.refresh_session(session.refresh_token)
+            assert refreshed.session_handle == session.session_handle
+            assert await client.get_session(refreshed.access_token, check_database=True)
+        assert await server.stop() == 0
+
+
+def _cluster_pids(data: Path) -> list[int]:
+    """The throwaway server's postmaster and its children (all processes it started)."""
+    postmaster = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    return [postmaster, *map(int, children)]
+
+
+async def test_frozen_postgresql_answers_unavailable_within_the_client_timeout(
+    throwaway_postgres: ThrowawayPostgres,
+) -> None:
+    import signal
+
+    async with server_processes(server_settings(throwaway_postgres.url)) as (server,):
+        async with server.client(timeout=CLIENT_TIMEOUT_S) as client:
+            session = await client.create_new_session("frozen")
+            assert session.refresh_token is not None
+            pids = _cluster_pids(throwaway_postgres.data)
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                for name, call in [
+                    ("create", client.create_new_session("x")),
+                    ("refresh", client.refresh_session(session.refresh_token)),
+                    ("get", client.get_session(session.access_token, check_database=True)),
+                    ("revoke", client.revoke_session(session.session_handle)),
+                ]:
+                    outcome, seconds = await timed(call)
+                    print(name, repr(outcome)[:120], round(seconds, 2))
+            finally:
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+            fresh = await retry_while_unavailable(
+                lambda: client.create_new_session("after"), RECOVERY_TIMEOUT_S
+            )
+            print("recovered", fresh.session_handle)
+            refreshed = await client.refresh_session(session.refresh_token)
+            print("refreshed", refreshed.session_handle)
+        assert await server.stop() == 0
