@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PROTO_SRC := protos/session_authority/v1/session_service.proto
 GEN_DIR   := client/session_authority/v1
 
-.PHONY: run test lint format proto proto-check buf-lint bench clean
+.PHONY: run test fuzz lint format proto proto-check buf-lint bench bench-scale clean
 
 # Stamps record which extras are installed, refreshed when pyproject.toml changes.
 $(BIN)/python:
@@ -31,6 +31,10 @@ run: $(VENV)/.server-installed
 
 test: $(VENV)/.dev-installed
 	$(BIN)/pytest
+
+# The fuzz test, long: 2000 examples per strategy instead of the suite's 40.
+fuzz: $(VENV)/.dev-installed
+	SESSION_AUTHORITY_FUZZ_EXAMPLES=2000 $(BIN)/pytest tests/test_fuzz.py -p no:cacheprovider
 
 lint: $(VENV)/.dev-installed buf-lint
 	$(BIN)/ruff check .
@@ -60,6 +64,11 @@ proto-check: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
+
+# Index-backed at scale: 10k vs 1M sessions (PostgreSQL when its DSN is set).
+bench-scale: $(VENV)/.dev-installed
+	$(BIN)/python -m bench.scale --backend sqlite
+	if [ -n "$$SESSION_AUTHORITY_TEST_POSTGRES_DSN" ]; then $(BIN)/python -m bench.scale --backend postgresql; fi
 
 clean:
 	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache

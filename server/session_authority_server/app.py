@@ -152,7 +152,9 @@ async def start_server(
         if settings.http_listen:
             try:
                 running.http_runner, running.http_port = await start_http(
-                    build_http_app(sessions, store, metrics), settings.http_listen
+                    build_http_app(sessions, store, metrics),
+                    settings.http_listen,
+                    reuse_port=reuse_port,
                 )
             except OSError as error:
                 await server.stop(None)

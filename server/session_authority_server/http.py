@@ -57,11 +57,13 @@ def build_http_app(
     return app
 
 
-async def start_http(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
+async def start_http(
+    app: web.Application, listen: str, *, reuse_port: bool = False
+) -> tuple[web.AppRunner, int]:
     """Serve the app on host:port (port 0: any free one); returns the bound port."""
     host, _, port = listen.rpartition(":")
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]"), int(port))
+    site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_port=reuse_port or None)
     await site.start()
     return runner, int(runner.addresses[0][1])
