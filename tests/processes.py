@@ -25,6 +25,7 @@ def server_env(settings: Mapping[str, str]) -> dict[str, str]:
     settings (``database_url="..."`` -> SESSION_AUTHORITY_DATABASE_URL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_AUTHORITY_")}
     env["SESSION_AUTHORITY_LISTEN"] = "127.0.0.1:0"
+    env["SESSION_AUTHORITY_HTTP_LISTEN"] = "127.0.0.1:0"
     env.update({f"SESSION_AUTHORITY_{k.upper()}": v for k, v in settings.items()})
     return env
 

@@ -1,10 +1,10 @@
-"""PostgreSQL failing under a running server process: stopped, or stuck behind a
-lock. RPCs that need storage answer UNAVAILABLE (reason STORAGE_UNAVAILABLE)
-within the client's timeout, the process stays up and keeps verifying tokens
-locally, and once PostgreSQL is back it serves again without a restart, with
-every committed session intact.
+"""PostgreSQL failing under a running server process: stopped, frozen (up but
+never answering), or stuck behind a lock. RPCs that need storage answer
+UNAVAILABLE (reason STORAGE_UNAVAILABLE) within the client's timeout, the process
+stays up and keeps verifying tokens locally, and once PostgreSQL is back it
+serves again without a restart, with every committed session intact.
 
-The outage is staged on a throwaway PostgreSQL server that the test creates
+The outages are staged on a throwaway PostgreSQL server that the test creates
 (initdb in a temporary directory, its own port), never on the shared one."""
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from session_authority import SessionClient
 from session_authority.errors import ERROR_DOMAIN, StorageUnavailableError
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.v1 import session_service_pb2_grpc as pb_grpc
@@ -146,24 +145,40 @@ class ThrowawayPostgres:
             *self._pg_ctl(), "-m", "fast", "-w", "-t", str(PG_CTL_TIMEOUT_S), "stop", check=check
         )
 
-    def pids(self) -> list[int]:
-        """The postmaster and its children: every process of this server."""
+    def freeze(self) -> list[int]:
+        """Suspend (SIGSTOP) every process of this server: the postmaster first, so
+        that it forks no backend unseen, then its children. Returns their pids."""
         postmaster = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(postmaster, signal.SIGSTOP)
         children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
-        return [postmaster, *map(int, children)]
+        pids = [postmaster, *map(int, children)]
+        for pid in pids[1:]:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    @staticmethod
+    def thaw(pids: list[int]) -> None:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
 
     def _pg_ctl(self) -> tuple[str, ...]:
         return (str(self.bin_dir / "pg_ctl"), "-D", str(self.data))
 
 
+def _directory_for_postgres() -> Path:
+    """A new directory under /tmp that the postgres user owns (and can reach)."""
+    base = Path(tempfile.mkdtemp(prefix="session-authority-pg-", dir="/tmp"))
+    base.chmod(0o755)
+    postgres = pwd.getpwnam("postgres")
+    os.chown(base, postgres.pw_uid, postgres.pw_gid)
+    return base
+
+
 @pytest.fixture
 async def throwaway_postgres() -> AsyncIterator[ThrowawayPostgres]:
     bin_dir = _postgresql_bin()
-    base = Path(tempfile.mkdtemp(prefix="session-authority-pg-", dir="/tmp"))
+    base = _directory_for_postgres()
     try:
-        base.chmod(0o755)
-        postgres = pwd.getpwnam("postgres")
-        os.chown(base, postgres.pw_uid, postgres.pw_gid)
         server = ThrowawayPostgres(bin_dir, base, _free_port())
         await server.init()
         await server.start()
@@ -326,14 +341,11 @@ async def test_frozen_postgresql_answers_unavailable_within_the_client_timeout(
 
     @asynccontextmanager
     async def frozen() -> AsyncIterator[None]:
-        pids = throwaway_postgres.pids()
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        pids = throwaway_postgres.freeze()
         try:
             yield
         finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
+            throwaway_postgres.thaw(pids)
 
     await serve_through_outage(throwaway_postgres, frozen)
 

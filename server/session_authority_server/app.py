@@ -170,6 +170,7 @@ async def start_server(
         running.tasks.append(
             asyncio.create_task(purge_periodically(sessions, settings.cleanup_interval))
         )
+        running.tasks.append(asyncio.create_task(sessions.revocations.poll()))
     return running
 
 

@@ -39,6 +39,10 @@ class Settings:
     signing_algorithm: str = "RS256"
     signing_key_rotation: int = 604_800
     refresh_grace_period: int = 30
+    # Beyond the recipe. No refresh extends a session past created + this (0: none).
+    session_absolute_lifetime: int = 0
+    # Creating one more session than this revokes the user's oldest (0: no cap).
+    max_sessions_per_user: int = 0
     issuer: str = "http://127.0.0.1:3567"
     # How long in-flight RPCs may run on after SIGTERM before they are cancelled.
     shutdown_grace: int = 10
@@ -93,6 +97,8 @@ class Settings:
 
 
 _DURATIONS = {
+    "session_absolute_lifetime",
+    "max_sessions_per_user",
     "workers",
     "database_statement_timeout",
     "database_pool_size",
@@ -112,7 +118,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _BOOLEANS = {"allow_remote_without_api_key"}
 _SECRETS = {"api_keys", "master_key"}  # never echoed in an error
-_ZERO_ALLOWED = {"refresh_grace_period", "shutdown_grace"}
+_ZERO_ALLOWED = {
+    "refresh_grace_period",
+    "shutdown_grace",
+    "session_absolute_lifetime",
+    "max_sessions_per_user",
+}
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
 
 

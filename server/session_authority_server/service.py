@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -86,7 +86,11 @@ def register(servicer: SessionServicer, server: Any) -> None:
     """Add the servicer to a grpc.aio server, one handler per RPC of the proto."""
     service = pb.DESCRIPTOR.services_by_name["SessionService"]
     handlers = {
-        method.name: grpc.unary_unary_rpc_method_handler(
+        method.name: (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )(
             getattr(servicer, method.name),
             request_deserializer=_lenient(getattr(pb, method.input_type.name).FromString),
             response_serializer=getattr(pb, method.output_type.name).SerializeToString,
@@ -197,6 +201,9 @@ class SessionServicer:
                 MAX_SESSION_DATA_BYTES,
             ),
             disable_anti_csrf=request.disable_anti_csrf,
+            client_ip=request.client_metadata.ip,
+            user_agent=request.client_metadata.user_agent,
+            device=request.client_metadata.device,
         )
         return pb.CreateNewSessionResponse(**_issued(tokens))
 
@@ -438,3 +445,70 @@ class SessionServicer:
             jwks_uri=document["jwks_uri"],
             document_json=json_text(document),
         )
+
+    # --- beyond the recipe ---------------------------------------------------------------
+
+    @_translate_errors
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: Context
+    ) -> pb.ListSessionsResponse:
+        rows, next_token, total = await self._sessions.list_sessions(
+            request.user_id, request.page_size, request.page_token
+        )
+        return pb.ListSessionsResponse(
+            sessions=[
+                pb.SessionSummary(
+                    session_handle=row.handle,
+                    user_id=row.user_id,
+                    client_metadata=pb.ClientMetadata(
+                        ip=row.client_ip, user_agent=row.user_agent, device=row.device
+                    ),
+                    time_created_ms=row.created_ms,
+                    last_refreshed_ms=row.last_refreshed_ms or row.created_ms,
+                    expiry_ms=row.expires_ms,
+                )
+                for row in rows
+            ],
+            next_page_token=next_token,
+            total_count=total,
+        )
+
+    @_translate_errors
+    async def RevokeOtherSessions(
+        self, request: pb.RevokeOtherSessionsRequest, context: Context
+    ) -> pb.RevokeOtherSessionsResponse:
+        handles = await self._sessions.revoke_other_sessions(request.session_handle)
+        return pb.RevokeOtherSessionsResponse(revoked_session_handles=handles)
+
+    async def WatchRevocations(
+        self, request: pb.WatchRevocationsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchRevocationsResponse]:
+        """A server stream: errors are translated here as in _translate_errors."""
+        try:
+            self._authenticator.check(context)
+            if isinstance(request, UndecodableRequest):
+                raise InvalidArgumentError("the request is not a valid message", field="request")
+            feed = self._sessions.revocations
+            async for rows, cursor in feed.watch(request.after_cursor):
+                yield pb.WatchRevocationsResponse(
+                    revocations=[
+                        pb.Revocation(
+                            session_handle=row.handle,
+                            user_id=row.user_id,
+                            revoked_at_ms=row.revoked_at_ms,
+                            cursor=row.cursor,
+                            access_tokens_valid_until_ms=(
+                                self._sessions.access_tokens_valid_until(row)
+                            ),
+                        )
+                        for row in rows
+                    ],
+                    cursor=cursor,
+                )
+        except SessionError as error:
+            await abort_with_error(context, error)
+        except StorageUnavailable as error:
+            log.warning("WatchRevocations: storage unavailable: %s", error)
+            await abort_with_error(
+                context, StorageUnavailableError("the session store is unavailable; retry later")
+            )

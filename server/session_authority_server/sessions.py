@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,8 @@ from session_authority.errors import (
 )
 from session_authority.verify import (
     PROTECTED_CLAIMS,
+    b64url_decode,
+    b64url_encode,
     check_anti_csrf,
     parse_access_token,
     verify_access_token,
@@ -41,11 +43,14 @@ from .clock import Clock
 from .config import Settings
 from .keys import KeyRing
 from .keystore import SecretSealer
-from .storage.base import DELETE, Change, SessionRow, SessionStore
+from .revocations import RevocationFeed
+from .storage.base import DELETE, Change, RevocationRow, SessionRow, SessionStore
 from .tokens import JwtMinter, RefreshTokenCodec, json_text, secret_hash, token_hash_hex
 from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
+    check_client_metadata,
     check_custom_claims,
+    check_page_size,
     check_session_handle,
     check_session_handles,
     check_user_id,
@@ -58,6 +63,9 @@ DEFAULT_TENANT = "public"
 # CreateJwt's default validity, as in the reference: 100 years.
 DEFAULT_JWT_VALIDITY_S = 100 * 365 * 24 * 3600
 MAX_JWT_VALIDITY_S = 10 * DEFAULT_JWT_VALIDITY_S
+# Clock skew allowed to verifiers when deciding that a revoked session's tokens
+# can no longer be valid.
+_SKEW_MS = 60_000
 # The name of the stored secret, not the secret.
 REFRESH_KEY_SECRET = "refresh-token-mac-key"  # noqa: S105
 
@@ -121,6 +129,7 @@ class SessionManager:
         self._clock = clock
         self._minter = JwtMinter()
         self._issue_anti_csrf = settings.anti_csrf == "VIA_TOKEN"
+        self.revocations = RevocationFeed(store)
 
     @classmethod
     async def start(cls, settings: Settings, store: SessionStore, clock: Clock) -> SessionManager:
@@ -157,7 +166,10 @@ class SessionManager:
         expiry_s: int | None = None,
     ) -> tuple[dict[str, Any], IssuedToken]:
         if expiry_s is None:
-            expiry_s = (now_ms + self._settings.access_token_validity_ms) // 1000
+            expiry_ms = now_ms + self._settings.access_token_validity_ms
+            if row.absolute_expires_ms is not None:  # no token outlives its session
+                expiry_ms = min(expiry_ms, row.absolute_expires_ms)
+            expiry_s = expiry_ms // 1000
         # The v5 layout, in SuperTokens' order; custom claims follow.
         payload: dict[str, Any] = {
             "sub": row.user_id,
@@ -213,10 +225,16 @@ class SessionManager:
         session_data: dict[str, Any],
         *,
         disable_anti_csrf: bool = False,
+        client_ip: str = "",
+        user_agent: str = "",
+        device: str = "",
     ) -> SessionTokens:
         check_user_id(user_id)
         check_custom_claims(access_token_payload, "access_token_payload_json")
+        check_client_metadata(client_ip, user_agent, device)
         now = self._clock.now_ms()
+        absolute_ms = self._settings.session_absolute_lifetime * 1000
+        absolute_expiry = now + absolute_ms if absolute_ms else None
         secret = os.urandom(32)
         row = SessionRow(
             handle=str(uuid.uuid4()),
@@ -228,14 +246,24 @@ class SessionManager:
             access_token_payload=json_text(access_token_payload),
             session_data=json_text(session_data),
             created_ms=now,
-            expires_ms=now + self._settings.refresh_token_validity_ms,
-            absolute_expires_ms=None,
+            expires_ms=min(
+                now + self._settings.refresh_token_validity_ms, absolute_expiry or 2**62
+            ),
+            absolute_expires_ms=absolute_expiry,
+            last_refreshed_ms=now,
+            client_ip=client_ip,
+            user_agent=user_agent,
+            device=device,
         )
         # Mint before storing: a signing failure leaves no orphan row behind.
         tokens = await self._issue_pair(
             row, secret, anti_csrf=self._issue_anti_csrf and not disable_anti_csrf, now_ms=now
         )
-        await self._store.insert_session(row)
+        evicted = await self._store.insert_session(
+            row, max_sessions_per_user=self._settings.max_sessions_per_user
+        )
+        if evicted:
+            await self.revocations.notify()
         return tokens
 
     async def get_session(
@@ -302,6 +330,7 @@ class SessionManager:
                     prev_refresh_hash=presented,
                     rotated_at_ms=now,
                     expires_ms=self._slid_expiry(row, now),
+                    last_refreshed_ms=now,
                 )
                 return rotated, rotated
             if (
@@ -322,6 +351,7 @@ class SessionManager:
         if outcome is None:
             raise UnauthorisedError("the session does not exist or has expired")
         if isinstance(outcome, _Theft):
+            await self.revocations.notify()
             log.warning(
                 "refresh token reuse: session %s of user %s revoked",
                 outcome.row.handle,
@@ -347,15 +377,46 @@ class SessionManager:
 
     async def revoke_session(self, handle: str) -> bool:
         check_session_handle(handle)
-        return bool(await self._store.delete_sessions([handle], self._clock.now_ms()))
+        return bool(await self._revoked(self._store.delete_sessions([handle], self._now())))
 
     async def revoke_multiple_sessions(self, handles: list[str]) -> list[str]:
         check_session_handles(handles)
-        return await self._store.delete_sessions(handles, self._clock.now_ms())
+        return await self._revoked(self._store.delete_sessions(handles, self._now()))
 
     async def revoke_all_sessions_for_user(self, user_id: str) -> list[str]:
         check_user_id(user_id)
-        return await self._store.delete_sessions_for_user(user_id, self._clock.now_ms())
+        return await self._revoked(self._store.delete_sessions_for_user(user_id, self._now()))
+
+    async def revoke_other_sessions(self, handle: str) -> list[str]:
+        """Every session of this session's user but this one ("sign out elsewhere")."""
+        check_session_handle(handle)
+        return await self._revoked(self._store.delete_other_sessions(handle, self._now()))
+
+    async def _revoked(self, deletion: Awaitable[list[str]]) -> list[str]:
+        handles = await deletion
+        if handles:
+            await self.revocations.notify()
+        return handles
+
+    def _now(self) -> int:
+        return self._clock.now_ms()
+
+    async def list_sessions(
+        self, user_id: str, page_size: int, page_token: str
+    ) -> tuple[list[SessionRow], str, int]:
+        """A page of the user's live sessions, newest first: (rows, next token, total)."""
+        check_user_id(user_id)
+        limit = check_page_size(page_size)
+        before = _decode_page_token(page_token) if page_token else None
+        rows, total = await self._store.list_sessions(user_id, self._now(), limit, before)
+        next_token = (
+            _encode_page_token(rows[-1].created_ms, rows[-1].handle) if len(rows) == limit else ""
+        )
+        return rows, next_token, total
+
+    def access_tokens_valid_until(self, revocation: RevocationRow) -> int:
+        """After this no access token of the revoked session can be valid."""
+        return revocation.revoked_at_ms + self._settings.access_token_validity_ms + _SKEW_MS
 
     async def get_all_session_handles_for_user(self, user_id: str) -> list[str]:
         check_user_id(user_id)
@@ -406,7 +467,12 @@ class SessionManager:
 
     async def purge_expired(self, batch_size: int = 1000) -> tuple[int, int]:
         """Delete expired sessions and retired signing keys: (sessions, keys)."""
-        sessions = await self._store.purge_expired(self._clock.now_ms(), batch_size)
+        now = self._clock.now_ms()
+        sessions = await self._store.purge_expired(now, batch_size)
+        # The log keeps a revocation while a token of that session can be valid.
+        await self._store.purge_revocations(
+            now - self._settings.access_token_validity_ms - _SKEW_MS
+        )
         await self._keys.signer()  # adopt any rotation first, so retirement is current
         keys = await self._store.delete_signing_keys(self._keys.retired_kids())
         return sessions, keys
@@ -514,3 +580,17 @@ class SessionManager:
             expiry_s=old["exp"],
         )
         return RegeneratedToken(row.handle, row.user_id, row.tenant_id, payload, token)
+
+
+def _encode_page_token(created_ms: int, handle: str) -> str:
+    return b64url_encode(json_text([created_ms, handle]).encode())
+
+
+def _decode_page_token(token: str) -> tuple[int, str]:
+    try:
+        created_ms, handle = json.loads(b64url_decode(token))
+        if isinstance(created_ms, int) and isinstance(handle, str):
+            return created_ms, handle
+    except (ValueError, TypeError):
+        pass
+    raise InvalidArgumentError("page_token is not one this authority issued", field="page_token")

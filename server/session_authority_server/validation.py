@@ -5,6 +5,7 @@ Every rejection is an InvalidArgumentError naming the request field.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,11 @@ MAX_HANDLES_PER_CALL = 1000
 # The payload travels inside every access token, on every request: keep it small.
 MAX_ACCESS_TOKEN_PAYLOAD_BYTES = 16 * 1024
 MAX_SESSION_DATA_BYTES = 256 * 1024
+MAX_CLIENT_IP_LENGTH = 64
+MAX_USER_AGENT_LENGTH = 512
+MAX_DEVICE_LENGTH = 128
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
 
 
 def parse_json_object(text: str, field: str, max_bytes: int) -> dict[str, Any]:
@@ -90,3 +96,33 @@ def dump_within_limit(value: dict[str, Any], field: str, max_bytes: int) -> str:
             f"with {field} applied the object is larger than {max_bytes} bytes", field=field
         )
     return text
+
+
+def check_client_metadata(ip: str, user_agent: str, device: str) -> tuple[str, str, str]:
+    for value, field, limit in (
+        (ip, "client_metadata.ip", MAX_CLIENT_IP_LENGTH),
+        (user_agent, "client_metadata.user_agent", MAX_USER_AGENT_LENGTH),
+        (device, "client_metadata.device", MAX_DEVICE_LENGTH),
+    ):
+        if len(value) > limit:
+            raise InvalidArgumentError(f"{field} is longer than {limit} characters", field=field)
+        if not value.isprintable():
+            raise InvalidArgumentError(f"{field} has control characters", field=field)
+    if ip:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise InvalidArgumentError(
+                "client_metadata.ip is not an IP address", field="client_metadata.ip"
+            ) from None
+    return ip, user_agent, device
+
+
+def check_page_size(page_size: int) -> int:
+    if page_size == 0:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidArgumentError(
+            f"page_size must be between 1 and {MAX_PAGE_SIZE}", field="page_size"
+        )
+    return page_size

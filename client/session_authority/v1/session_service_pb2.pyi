@@ -24,6 +24,16 @@ CLAIM_VALIDATOR_KIND_INCLUDES_ALL: ClaimValidatorKind
 CLAIM_VALIDATOR_KIND_INCLUDES_ANY: ClaimValidatorKind
 CLAIM_VALIDATOR_KIND_EXCLUDES_ALL: ClaimValidatorKind
 
+class ClientMetadata(_message.Message):
+    __slots__ = ("ip", "user_agent", "device")
+    IP_FIELD_NUMBER: _ClassVar[int]
+    USER_AGENT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    ip: str
+    user_agent: str
+    device: str
+    def __init__(self, ip: _Optional[str] = ..., user_agent: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+
 class Token(_message.Message):
     __slots__ = ("token", "expiry_ms", "created_time_ms")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -93,16 +103,18 @@ class ClaimValidationError(_message.Message):
     def __init__(self, id: _Optional[str] = ..., reason_json: _Optional[str] = ...) -> None: ...
 
 class CreateNewSessionRequest(_message.Message):
-    __slots__ = ("user_id", "access_token_payload_json", "session_data_in_database_json", "disable_anti_csrf")
+    __slots__ = ("user_id", "access_token_payload_json", "session_data_in_database_json", "disable_anti_csrf", "client_metadata")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCESS_TOKEN_PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
     SESSION_DATA_IN_DATABASE_JSON_FIELD_NUMBER: _ClassVar[int]
     DISABLE_ANTI_CSRF_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_METADATA_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     access_token_payload_json: str
     session_data_in_database_json: str
     disable_anti_csrf: bool
-    def __init__(self, user_id: _Optional[str] = ..., access_token_payload_json: _Optional[str] = ..., session_data_in_database_json: _Optional[str] = ..., disable_anti_csrf: _Optional[bool] = ...) -> None: ...
+    client_metadata: ClientMetadata
+    def __init__(self, user_id: _Optional[str] = ..., access_token_payload_json: _Optional[str] = ..., session_data_in_database_json: _Optional[str] = ..., disable_anti_csrf: _Optional[bool] = ..., client_metadata: _Optional[_Union[ClientMetadata, _Mapping]] = ...) -> None: ...
 
 class CreateNewSessionResponse(_message.Message):
     __slots__ = ("session", "access_token", "refresh_token", "anti_csrf_token")
@@ -423,3 +435,79 @@ class GetOpenIdDiscoveryConfigurationResponse(_message.Message):
     jwks_uri: str
     document_json: str
     def __init__(self, issuer: _Optional[str] = ..., jwks_uri: _Optional[str] = ..., document_json: _Optional[str] = ...) -> None: ...
+
+class Revocation(_message.Message):
+    __slots__ = ("session_handle", "user_id", "revoked_at_ms", "cursor", "access_tokens_valid_until_ms")
+    SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_TOKENS_VALID_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    session_handle: str
+    user_id: str
+    revoked_at_ms: int
+    cursor: int
+    access_tokens_valid_until_ms: int
+    def __init__(self, session_handle: _Optional[str] = ..., user_id: _Optional[str] = ..., revoked_at_ms: _Optional[int] = ..., cursor: _Optional[int] = ..., access_tokens_valid_until_ms: _Optional[int] = ...) -> None: ...
+
+class WatchRevocationsRequest(_message.Message):
+    __slots__ = ("after_cursor",)
+    AFTER_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    after_cursor: int
+    def __init__(self, after_cursor: _Optional[int] = ...) -> None: ...
+
+class WatchRevocationsResponse(_message.Message):
+    __slots__ = ("revocations", "cursor")
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    revocations: _containers.RepeatedCompositeFieldContainer[Revocation]
+    cursor: int
+    def __init__(self, revocations: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ..., cursor: _Optional[int] = ...) -> None: ...
+
+class SessionSummary(_message.Message):
+    __slots__ = ("session_handle", "user_id", "client_metadata", "time_created_ms", "last_refreshed_ms", "expiry_ms")
+    SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_METADATA_FIELD_NUMBER: _ClassVar[int]
+    TIME_CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_REFRESHED_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_MS_FIELD_NUMBER: _ClassVar[int]
+    session_handle: str
+    user_id: str
+    client_metadata: ClientMetadata
+    time_created_ms: int
+    last_refreshed_ms: int
+    expiry_ms: int
+    def __init__(self, session_handle: _Optional[str] = ..., user_id: _Optional[str] = ..., client_metadata: _Optional[_Union[ClientMetadata, _Mapping]] = ..., time_created_ms: _Optional[int] = ..., last_refreshed_ms: _Optional[int] = ..., expiry_ms: _Optional[int] = ...) -> None: ...
+
+class ListSessionsRequest(_message.Message):
+    __slots__ = ("user_id", "page_size", "page_token")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions", "next_page_token", "total_count")
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[SessionSummary]
+    next_page_token: str
+    total_count: int
+    def __init__(self, sessions: _Optional[_Iterable[_Union[SessionSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
+
+class RevokeOtherSessionsRequest(_message.Message):
+    __slots__ = ("session_handle",)
+    SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    session_handle: str
+    def __init__(self, session_handle: _Optional[str] = ...) -> None: ...
+
+class RevokeOtherSessionsResponse(_message.Message):
+    __slots__ = ("revoked_session_handles",)
+    REVOKED_SESSION_HANDLES_FIELD_NUMBER: _ClassVar[int]
+    revoked_session_handles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revoked_session_handles: _Optional[_Iterable[str]] = ...) -> None: ...

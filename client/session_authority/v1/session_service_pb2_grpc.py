@@ -134,6 +134,21 @@ class SessionServiceStub:
                 request_serializer=session__authority_dot_v1_dot_session__service__pb2.GetOpenIdDiscoveryConfigurationRequest.SerializeToString,
                 response_deserializer=session__authority_dot_v1_dot_session__service__pb2.GetOpenIdDiscoveryConfigurationResponse.FromString,
                 _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/session_authority.v1.SessionService/WatchRevocations',
+                request_serializer=session__authority_dot_v1_dot_session__service__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=session__authority_dot_v1_dot_session__service__pb2.WatchRevocationsResponse.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/session_authority.v1.SessionService/ListSessions',
+                request_serializer=session__authority_dot_v1_dot_session__service__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=session__authority_dot_v1_dot_session__service__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.RevokeOtherSessions = channel.unary_unary(
+                '/session_authority.v1.SessionService/RevokeOtherSessions',
+                request_serializer=session__authority_dot_v1_dot_session__service__pb2.RevokeOtherSessionsRequest.SerializeToString,
+                response_deserializer=session__authority_dot_v1_dot_session__service__pb2.RevokeOtherSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -264,6 +279,29 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRevocations(self, request, context):
+        """Beyond the recipe: every revocation, from a durable ordered log: first the
+        backlog after the cursor, then live ones. A message with no revocations is a
+        heartbeat (sent every few seconds) carrying the latest cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """A user's live sessions with their client metadata, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeOtherSessions(self, request, context):
+        """"Sign out everywhere else": revokes every session of the user but this one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -366,6 +404,21 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.GetOpenIdDiscoveryConfiguration,
                     request_deserializer=session__authority_dot_v1_dot_session__service__pb2.GetOpenIdDiscoveryConfigurationRequest.FromString,
                     response_serializer=session__authority_dot_v1_dot_session__service__pb2.GetOpenIdDiscoveryConfigurationResponse.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=session__authority_dot_v1_dot_session__service__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=session__authority_dot_v1_dot_session__service__pb2.WatchRevocationsResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=session__authority_dot_v1_dot_session__service__pb2.ListSessionsRequest.FromString,
+                    response_serializer=session__authority_dot_v1_dot_session__service__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'RevokeOtherSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeOtherSessions,
+                    request_deserializer=session__authority_dot_v1_dot_session__service__pb2.RevokeOtherSessionsRequest.FromString,
+                    response_serializer=session__authority_dot_v1_dot_session__service__pb2.RevokeOtherSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -908,6 +961,87 @@ class SessionService:
             '/session_authority.v1.SessionService/GetOpenIdDiscoveryConfiguration',
             session__authority_dot_v1_dot_session__service__pb2.GetOpenIdDiscoveryConfigurationRequest.SerializeToString,
             session__authority_dot_v1_dot_session__service__pb2.GetOpenIdDiscoveryConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/session_authority.v1.SessionService/WatchRevocations',
+            session__authority_dot_v1_dot_session__service__pb2.WatchRevocationsRequest.SerializeToString,
+            session__authority_dot_v1_dot_session__service__pb2.WatchRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/session_authority.v1.SessionService/ListSessions',
+            session__authority_dot_v1_dot_session__service__pb2.ListSessionsRequest.SerializeToString,
+            session__authority_dot_v1_dot_session__service__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeOtherSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/session_authority.v1.SessionService/RevokeOtherSessions',
+            session__authority_dot_v1_dot_session__service__pb2.RevokeOtherSessionsRequest.SerializeToString,
+            session__authority_dot_v1_dot_session__service__pb2.RevokeOtherSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

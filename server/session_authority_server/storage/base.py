@@ -34,6 +34,18 @@ class SessionRow:
     created_ms: int
     expires_ms: int  # sliding: moved on every refresh
     absolute_expires_ms: int | None
+    last_refreshed_ms: int | None = None
+    client_ip: str = ""
+    user_agent: str = ""
+    device: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationRow:
+    cursor: int
+    handle: str
+    user_id: str
+    revoked_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,9 @@ Change = SessionRow | Delete | None
 
 
 class SessionStore(Protocol):
+    """Every deletion of a live session (revocation, theft, the per-user cap) also
+    appends to the revocation log in the same transaction."""
+
     async def open(self) -> list[int]:
         """Connect and apply pending migrations; return the versions applied."""
 
@@ -66,7 +81,9 @@ class SessionStore(Protocol):
     async def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied."""
 
-    async def insert_session(self, row: SessionRow) -> None: ...
+    async def insert_session(self, row: SessionRow, *, max_sessions_per_user: int = 0) -> list[str]:
+        """Insert a session. With a cap, first revoke the user's oldest live sessions
+        so that the new one makes at most ``max_sessions_per_user``; return those."""
 
     async def get_session(self, handle: str, now_ms: int) -> SessionRow | None:
         """The live session with this handle; None if missing or expired."""
@@ -86,6 +103,23 @@ class SessionStore(Protocol):
         """Delete every session of a user; return the handles that were live."""
 
     async def session_handles_for_user(self, user_id: str, now_ms: int) -> list[str]: ...
+
+    async def delete_other_sessions(self, handle: str, now_ms: int) -> list[str]:
+        """Delete every live session of this session's user but this one."""
+
+    async def list_sessions(
+        self, user_id: str, now_ms: int, limit: int, before: tuple[int, str] | None
+    ) -> tuple[list[SessionRow], int]:
+        """A page of the user's live sessions, newest first, strictly older than
+        ``before`` (created_ms, handle); and how many live sessions there are."""
+
+    async def revocations_after(self, cursor: int, limit: int) -> list[RevocationRow]:
+        """Logged revocations with a cursor above this one, in cursor order."""
+
+    async def latest_revocation_cursor(self) -> int: ...
+
+    async def purge_revocations(self, before_ms: int) -> int:
+        """Forget revocations made before this time."""
 
     async def purge_expired(self, now_ms: int, batch_size: int = 1000) -> int:
         """Delete expired rows in bounded batches; return how many went."""

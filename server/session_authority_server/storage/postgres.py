@@ -18,14 +18,15 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from .base import DELETE, Change, SessionRow, SigningKeyRow, StorageUnavailable
+from .base import DELETE, Change, RevocationRow, SessionRow, SigningKeyRow, StorageUnavailable
 from .migrations import migrations
 
 T = TypeVar("T")
 
 _SESSION_COLUMNS = (
     "handle, user_id, tenant_id, refresh_hash, prev_refresh_hash, rotated_at_ms, "
-    "access_token_payload, session_data, created_ms, expires_ms, absolute_expires_ms"
+    "access_token_payload, session_data, created_ms, expires_ms, absolute_expires_ms, "
+    "last_refreshed_ms, client_ip, user_agent, device"
 )
 _KEY_COLUMNS = "kid, algorithm, private_key, created_ms, signs_from_ms"
 
@@ -34,6 +35,7 @@ _LOCK_MIGRATIONS = 0x5A_0001
 _LOCK_SIGNING_KEYS = 0x5A_0002
 _LOCK_SECRETS = 0x5A_0003
 _LOCK_PURGE = 0x5A_0004
+_LOCK_REVOCATION_LOG = 0x5A_0005
 
 # What a lost or refused connection, a restart or a timeout looks like.
 _UNAVAILABLE = (
@@ -54,6 +56,21 @@ def _session(row: asyncpg.Record) -> SessionRow:
 
 def _key(row: asyncpg.Record) -> SigningKeyRow:
     return SigningKeyRow(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+
+async def _log_revocations(
+    conn: asyncpg.Connection, revoked: Sequence[tuple[str, str]], now_ms: int
+) -> None:
+    """Append (handle, user_id) pairs to the revocation log, in this transaction.
+
+    The advisory lock, held to commit, makes cursors commit in cursor order, so a
+    watcher that has read cursor N can never later see a smaller one appear."""
+    if revoked:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_REVOCATION_LOG)
+        await conn.executemany(
+            "INSERT INTO revocations (handle, user_id, revoked_at_ms) VALUES ($1, $2, $3)",
+            [(handle, user_id, now_ms) for handle, user_id in revoked],
+        )
 
 
 class PostgresStore:
@@ -150,11 +167,28 @@ class PostgresStore:
 
     # --- sessions -------------------------------------------------------------------
 
-    async def insert_session(self, row: SessionRow) -> None:
-        async def work(conn: asyncpg.Connection) -> None:
+    async def insert_session(self, row: SessionRow, *, max_sessions_per_user: int = 0) -> list[str]:
+        async def work(conn: asyncpg.Connection) -> list[str]:
+            evicted: list[tuple[str, str]] = []
+            if max_sessions_per_user > 0:
+                # Lock the user's live rows so that concurrent creates count alike.
+                live = await conn.fetch(
+                    "SELECT handle FROM sessions WHERE user_id = $1 AND expires_ms > $2 "
+                    "ORDER BY created_ms, handle FOR UPDATE",
+                    row.user_id,
+                    row.created_ms,
+                )
+                excess = len(live) - max_sessions_per_user + 1
+                evicted = [(r[0], row.user_id) for r in live[: max(excess, 0)]]
+                if evicted:
+                    await conn.execute(
+                        "DELETE FROM sessions WHERE handle = ANY($1::text[])",
+                        [handle for handle, _ in evicted],
+                    )
+                    await _log_revocations(conn, evicted, row.created_ms)
             await conn.execute(
                 f"INSERT INTO sessions ({_SESSION_COLUMNS}) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
                 row.handle,
                 row.user_id,
                 row.tenant_id,
@@ -166,9 +200,14 @@ class PostgresStore:
                 row.created_ms,
                 row.expires_ms,
                 row.absolute_expires_ms,
+                row.last_refreshed_ms,
+                row.client_ip,
+                row.user_agent,
+                row.device,
             )
+            return [handle for handle, _ in evicted]
 
-        await self._transaction(work)
+        return await self._transaction(work)
 
     async def get_session(self, handle: str, now_ms: int) -> SessionRow | None:
         rows = await self._fetch(
@@ -191,20 +230,23 @@ class PostgresStore:
                 handle,
                 now_ms,
             )
-            change, result = decide(_session(row) if row is not None else None)
-            if change is DELETE:
+            current = _session(row) if row is not None else None
+            change, result = decide(current)
+            if change is DELETE and current is not None:
                 await conn.execute("DELETE FROM sessions WHERE handle = $1", handle)
+                await _log_revocations(conn, [(handle, current.user_id)], now_ms)
             elif isinstance(change, SessionRow):
                 await conn.execute(
                     "UPDATE sessions SET refresh_hash = $1, prev_refresh_hash = $2, "
                     "rotated_at_ms = $3, access_token_payload = $4, session_data = $5, "
-                    "expires_ms = $6 WHERE handle = $7",
+                    "expires_ms = $6, last_refreshed_ms = $7 WHERE handle = $8",
                     change.refresh_hash,
                     change.prev_refresh_hash,
                     change.rotated_at_ms,
                     change.access_token_payload,
                     change.session_data,
                     change.expires_ms,
+                    change.last_refreshed_ms,
                     handle,
                 )
             return result
@@ -218,11 +260,14 @@ class PostgresStore:
 
         async def work(conn: asyncpg.Connection) -> list[str]:
             rows = await conn.fetch(
-                "DELETE FROM sessions WHERE handle = ANY($1::text[]) RETURNING handle, expires_ms",
+                "DELETE FROM sessions WHERE handle = ANY($1::text[]) "
+                "RETURNING handle, user_id, expires_ms",
                 unique,
             )
-            live = {row[0] for row in rows if row[1] > now_ms}
-            return [handle for handle in unique if handle in live]
+            live = {row[0]: row[1] for row in rows if row[2] > now_ms}
+            revoked = [(handle, live[handle]) for handle in unique if handle in live]
+            await _log_revocations(conn, revoked, now_ms)
+            return [handle for handle, _ in revoked]
 
         return await self._transaction(work)
 
@@ -231,7 +276,30 @@ class PostgresStore:
             rows = await conn.fetch(
                 "DELETE FROM sessions WHERE user_id = $1 RETURNING handle, expires_ms", user_id
             )
-            return [row[0] for row in rows if row[1] > now_ms]
+            revoked = [(row[0], user_id) for row in rows if row[1] > now_ms]
+            await _log_revocations(conn, revoked, now_ms)
+            return [handle for handle, _ in revoked]
+
+        return await self._transaction(work)
+
+    async def delete_other_sessions(self, handle: str, now_ms: int) -> list[str]:
+        async def work(conn: asyncpg.Connection) -> list[str]:
+            user_id = await conn.fetchval(
+                "SELECT user_id FROM sessions WHERE handle = $1 AND expires_ms > $2",
+                handle,
+                now_ms,
+            )
+            if user_id is None:
+                return []
+            rows = await conn.fetch(
+                "DELETE FROM sessions WHERE user_id = $1 AND handle <> $2 "
+                "RETURNING handle, expires_ms",
+                user_id,
+                handle,
+            )
+            revoked = [(row[0], user_id) for row in rows if row[1] > now_ms]
+            await _log_revocations(conn, revoked, now_ms)
+            return [h for h, _ in revoked]
 
         return await self._transaction(work)
 
@@ -243,6 +311,47 @@ class PostgresStore:
             now_ms,
         )
         return [row[0] for row in rows]
+
+    async def list_sessions(
+        self, user_id: str, now_ms: int, limit: int, before: tuple[int, str] | None
+    ) -> tuple[list[SessionRow], int]:
+        page = "AND (created_ms, handle) < ($4, $5) " if before is not None else ""
+        rows = await self._fetch(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND expires_ms > $2 "
+            f"{page}ORDER BY created_ms DESC, handle DESC LIMIT $3",
+            user_id,
+            now_ms,
+            limit,
+            *(before or ()),
+        )
+        total = await self._fetch(
+            "SELECT count(*) FROM sessions WHERE user_id = $1 AND expires_ms > $2",
+            user_id,
+            now_ms,
+        )
+        return [_session(row) for row in rows], int(total[0][0])
+
+    async def revocations_after(self, cursor: int, limit: int) -> list[RevocationRow]:
+        rows = await self._fetch(
+            "SELECT cursor, handle, user_id, revoked_at_ms FROM revocations "
+            "WHERE cursor > $1 ORDER BY cursor LIMIT $2",
+            cursor,
+            limit,
+        )
+        return [RevocationRow(*row.values()) for row in rows]
+
+    async def latest_revocation_cursor(self) -> int:
+        rows = await self._fetch("SELECT coalesce(max(cursor), 0) FROM revocations")
+        return int(rows[0][0])
+
+    async def purge_revocations(self, before_ms: int) -> int:
+        async def work(conn: asyncpg.Connection) -> int:
+            status = await conn.execute(
+                "DELETE FROM revocations WHERE revoked_at_ms < $1", before_ms
+            )
+            return int(status.split()[-1])
+
+        return await self._transaction(work)
 
     async def purge_expired(self, now_ms: int, batch_size: int = 1000) -> int:
         """Delete expired rows in batches; a replica that finds another one purging

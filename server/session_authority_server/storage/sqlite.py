@@ -20,14 +20,15 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .base import DELETE, Change, SessionRow, SigningKeyRow, StorageUnavailable
+from .base import DELETE, Change, RevocationRow, SessionRow, SigningKeyRow, StorageUnavailable
 from .migrations import migrations
 
 T = TypeVar("T")
 
 _SESSION_COLUMNS = (
     "handle, user_id, tenant_id, refresh_hash, prev_refresh_hash, rotated_at_ms, "
-    "access_token_payload, session_data, created_ms, expires_ms, absolute_expires_ms"
+    "access_token_payload, session_data, created_ms, expires_ms, absolute_expires_ms, "
+    "last_refreshed_ms, client_ip, user_agent, device"
 )
 _KEY_COLUMNS = "kid, algorithm, private_key, created_ms, signs_from_ms"
 _BUSY_TIMEOUT_MS = 5000
@@ -58,7 +59,22 @@ def _session_values(row: SessionRow) -> tuple[Any, ...]:
         row.created_ms,
         row.expires_ms,
         row.absolute_expires_ms,
+        row.last_refreshed_ms,
+        row.client_ip,
+        row.user_agent,
+        row.device,
     )
+
+
+async def _log_revocations(
+    db: aiosqlite.Connection, revoked: Sequence[tuple[str, str]], now_ms: int
+) -> None:
+    """Append (handle, user_id) pairs to the revocation log, in this transaction."""
+    if revoked:
+        await db.executemany(
+            "INSERT INTO revocations (handle, user_id, revoked_at_ms) VALUES (?, ?, ?)",
+            [(handle, user_id, now_ms) for handle, user_id in revoked],
+        )
 
 
 class SQLiteStore:
@@ -176,14 +192,29 @@ class SQLiteStore:
 
     # --- sessions -------------------------------------------------------------------
 
-    async def insert_session(self, row: SessionRow) -> None:
-        async def work(db: aiosqlite.Connection) -> None:
+    async def insert_session(self, row: SessionRow, *, max_sessions_per_user: int = 0) -> list[str]:
+        async def work(db: aiosqlite.Connection) -> list[str]:
+            evicted: list[tuple[str, str]] = []
+            if max_sessions_per_user > 0:
+                live = list(
+                    await db.execute_fetchall(
+                        "SELECT handle FROM sessions WHERE user_id = ? AND expires_ms > ? "
+                        "ORDER BY created_ms, handle",
+                        (row.user_id, row.created_ms),
+                    )
+                )
+                excess = len(live) - max_sessions_per_user + 1
+                evicted = [(r[0], row.user_id) for r in live[: max(excess, 0)]]
+                for handle, _ in evicted:
+                    await db.execute("DELETE FROM sessions WHERE handle = ?", (handle,))
+                await _log_revocations(db, evicted, row.created_ms)
             await db.execute(
-                f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 _session_values(row),
             )
+            return [handle for handle, _ in evicted]
 
-        await self._write(work)
+        return await self._write(work)
 
     async def get_session(self, handle: str, now_ms: int) -> SessionRow | None:
         rows = await self._read(
@@ -205,13 +236,14 @@ class SQLiteStore:
             )
             current = _session(next(iter(rows))) if rows else None
             change, result = decide(current)
-            if change is DELETE:
+            if change is DELETE and current is not None:
                 await db.execute("DELETE FROM sessions WHERE handle = ?", (handle,))
+                await _log_revocations(db, [(handle, current.user_id)], now_ms)
             elif isinstance(change, SessionRow):
                 await db.execute(
                     "UPDATE sessions SET refresh_hash = ?, prev_refresh_hash = ?, "
                     "rotated_at_ms = ?, access_token_payload = ?, session_data = ?, "
-                    "expires_ms = ? WHERE handle = ?",
+                    "expires_ms = ?, last_refreshed_ms = ? WHERE handle = ?",
                     (
                         change.refresh_hash,
                         change.prev_refresh_hash,
@@ -219,6 +251,7 @@ class SQLiteStore:
                         change.access_token_payload,
                         change.session_data,
                         change.expires_ms,
+                        change.last_refreshed_ms,
                         handle,
                     ),
                 )
@@ -231,11 +264,12 @@ class SQLiteStore:
             revoked = []
             for handle in dict.fromkeys(handles):  # once each, order kept
                 rows = await db.execute_fetchall(
-                    "DELETE FROM sessions WHERE handle = ? RETURNING expires_ms", (handle,)
+                    "DELETE FROM sessions WHERE handle = ? RETURNING user_id, expires_ms",
+                    (handle,),
                 )
-                if any(row[0] > now_ms for row in rows):
-                    revoked.append(handle)
-            return revoked
+                revoked += [(handle, row[0]) for row in rows if row[1] > now_ms]
+            await _log_revocations(db, revoked, now_ms)
+            return [handle for handle, _ in revoked]
 
         return await self._write(work)
 
@@ -244,7 +278,31 @@ class SQLiteStore:
             rows = await db.execute_fetchall(
                 "DELETE FROM sessions WHERE user_id = ? RETURNING handle, expires_ms", (user_id,)
             )
-            return [row[0] for row in rows if row[1] > now_ms]
+            revoked = [(row[0], user_id) for row in rows if row[1] > now_ms]
+            await _log_revocations(db, revoked, now_ms)
+            return [handle for handle, _ in revoked]
+
+        return await self._write(work)
+
+    async def delete_other_sessions(self, handle: str, now_ms: int) -> list[str]:
+        async def work(db: aiosqlite.Connection) -> list[str]:
+            owner = list(
+                await db.execute_fetchall(
+                    "SELECT user_id FROM sessions WHERE handle = ? AND expires_ms > ?",
+                    (handle, now_ms),
+                )
+            )
+            if not owner:
+                return []
+            user_id = owner[0][0]
+            rows = await db.execute_fetchall(
+                "DELETE FROM sessions WHERE user_id = ? AND handle != ? "
+                "RETURNING handle, expires_ms",
+                (user_id, handle),
+            )
+            revoked = [(row[0], user_id) for row in rows if row[1] > now_ms]
+            await _log_revocations(db, revoked, now_ms)
+            return [h for h, _ in revoked]
 
         return await self._write(work)
 
@@ -254,6 +312,42 @@ class SQLiteStore:
             (user_id, now_ms),
         )
         return [row[0] for row in rows]
+
+    async def list_sessions(
+        self, user_id: str, now_ms: int, limit: int, before: tuple[int, str] | None
+    ) -> tuple[list[SessionRow], int]:
+        page = "AND (created_ms, handle) < (?, ?) " if before is not None else ""
+        rows = await self._read(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_ms > ? "
+            f"{page}ORDER BY created_ms DESC, handle DESC LIMIT ?",
+            (user_id, now_ms, *(before or ()), limit),
+        )
+        total = await self._read(
+            "SELECT count(*) FROM sessions WHERE user_id = ? AND expires_ms > ?",
+            (user_id, now_ms),
+        )
+        return [_session(row) for row in rows], int(total[0][0])
+
+    async def revocations_after(self, cursor: int, limit: int) -> list[RevocationRow]:
+        rows = await self._read(
+            "SELECT cursor, handle, user_id, revoked_at_ms FROM revocations "
+            "WHERE cursor > ? ORDER BY cursor LIMIT ?",
+            (cursor, limit),
+        )
+        return [RevocationRow(*row) for row in rows]
+
+    async def latest_revocation_cursor(self) -> int:
+        rows = await self._read("SELECT coalesce(max(cursor), 0) FROM revocations", ())
+        return int(rows[0][0])
+
+    async def purge_revocations(self, before_ms: int) -> int:
+        async def work(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "DELETE FROM revocations WHERE revoked_at_ms < ?", (before_ms,)
+            )
+            return cursor.rowcount
+
+        return await self._write(work)
 
     async def purge_expired(self, now_ms: int, batch_size: int = 1000) -> int:
         removed = 0
