@@ -29,9 +29,12 @@ from .errors import (
 )
 from .session import (
     ClaimValue,
+    ClientMetadata,
     RegeneratedAccessToken,
     SessionContainer,
     SessionInformation,
+    SessionPage,
+    SessionSummary,
     TokenInfo,
 )
 
@@ -43,6 +46,7 @@ __all__ = [
     "ClaimValidationResult",
     "ClaimValidator",
     "ClaimValue",
+    "ClientMetadata",
     "InternalServerError",
     "InvalidArgumentError",
     "InvalidClaimsError",
@@ -54,6 +58,8 @@ __all__ = [
     "SessionContainer",
     "SessionError",
     "SessionInformation",
+    "SessionPage",
+    "SessionSummary",
     "StorageUnavailableError",
     "TokenInfo",
     "TokenTheftDetectedError",

@@ -10,7 +10,7 @@ import dataclasses
 import inspect
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -27,11 +27,15 @@ from .errors import (
     UnauthorisedError,
     error_from_wire,
 )
+from .revocations import RevocationWatcher, RevokedSession
 from .session import (
     ClaimValue,
+    ClientMetadata,
     RegeneratedAccessToken,
     SessionContainer,
     SessionInformation,
+    SessionPage,
+    SessionSummary,
     TokenInfo,
 )
 from .v1 import session_service_pb2 as pb
@@ -85,6 +89,12 @@ class SessionClient:
     against a cached JWKS and makes no RPC, unless ``check_database`` is set or a
     token names a key the cache lacks (one rate-limited JWKS refetch).
 
+    With ``watch_revocations`` a background stream tells the client of every
+    revocation, and local verification rejects revoked sessions within about a
+    second. If the stream has been silent for longer than ``revocation_staleness``
+    seconds (it heartbeats every 5 s), local verification asks the authority
+    instead (as with ``check_database``) until the stream is back.
+
     Claim validators run in the client: the authority's global validators
     (fetched once an hour) plus ``global_claim_validators`` given here, or what
     ``override_global_claim_validators`` makes of them. Claims that should be
@@ -102,6 +112,8 @@ class SessionClient:
         clock: Callable[[], float] = time.time,
         channel_options: Sequence[tuple[str, Any]] = (),
         global_claim_validators: Sequence[Any] = (),
+        watch_revocations: bool = False,
+        revocation_staleness: float = 30.0,
     ) -> None:
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(target, options=list(channel_options))
@@ -120,8 +132,17 @@ class SessionClient:
         self.global_claim_validators = list(global_claim_validators)
         self._server_validators: list[ClaimValidator] = []
         self._server_validators_expire = 0.0
+        self.revocations = (
+            RevocationWatcher(
+                self._revocation_stream, staleness_s=revocation_staleness, now_ms=self.now_ms
+            )
+            if watch_revocations
+            else None
+        )
 
     async def __aenter__(self) -> Self:
+        if self.revocations is not None:
+            self.revocations.start()
         return self
 
     async def __aexit__(
@@ -133,6 +154,8 @@ class SessionClient:
         await self.close()
 
     async def close(self) -> None:
+        if self.revocations is not None:
+            await self.revocations.stop()
         await self._channel.close()
 
     async def _call(self, method: Callable[..., Awaitable[_Response]], request: Any) -> _Response:
@@ -176,7 +199,12 @@ class SessionClient:
         access_token_payload: dict[str, Any] | None = None,
         session_data_in_database: dict[str, Any] | None = None,
         disable_anti_csrf: bool = False,
+        *,
+        client_metadata: ClientMetadata | None = None,
     ) -> SessionContainer:
+        """Start a session; ``client_metadata`` (ip, user agent, device label) is kept
+        with it for list_sessions."""
+        metadata = client_metadata or ClientMetadata()
         response = await self._call(
             self._stub.CreateNewSession,
             pb.CreateNewSessionRequest(
@@ -184,6 +212,9 @@ class SessionClient:
                 access_token_payload_json=dumps(access_token_payload or {}),
                 session_data_in_database_json=dumps(session_data_in_database or {}),
                 disable_anti_csrf=disable_anti_csrf,
+                client_metadata=pb.ClientMetadata(
+                    ip=metadata.ip, user_agent=metadata.user_agent, device=metadata.device
+                ),
             ),
         )
         return self._container(
@@ -213,6 +244,11 @@ class SessionClient:
             if not session_required:
                 return None
             raise UnauthorisedError("no access token was presented", clear_tokens=False)
+        watcher = self.revocations
+        if watcher is not None:
+            watcher.start()
+            if not watcher.is_fresh():
+                check_database = True  # the pushed view may be stale: ask the authority
         if self.verify_locally and not check_database:
             session = await self._get_session_locally(
                 access_token, anti_csrf_token, anti_csrf_check
@@ -276,6 +312,8 @@ class SessionClient:
         key = self.jwks.cached(parsed.kid) or await self.jwks.get(parsed.kid)
         payload = verify_access_token(parsed, key, self.now_ms())
         check_anti_csrf(payload, anti_csrf_token, anti_csrf_check)
+        if self.revocations is not None and self.revocations.is_revoked(payload["sessionHandle"]):
+            raise UnauthorisedError("the session has been revoked")
         return SessionContainer(
             user_id=payload["sub"],
             session_handle=payload["sessionHandle"],
@@ -396,6 +434,61 @@ class SessionClient:
                 _token_info(response.access_token) if response.HasField("access_token") else None
             ),
         )
+
+    async def list_sessions(
+        self, user_id: str, page_size: int = 50, page_token: str | None = None
+    ) -> SessionPage:
+        """A page of the user's live sessions, newest first, with their metadata."""
+        response = await self._call(
+            self._stub.ListSessions,
+            pb.ListSessionsRequest(
+                user_id=user_id, page_size=page_size, page_token=page_token or ""
+            ),
+        )
+        return SessionPage(
+            sessions=[
+                SessionSummary(
+                    session_handle=s.session_handle,
+                    user_id=s.user_id,
+                    client_metadata=ClientMetadata(
+                        s.client_metadata.ip, s.client_metadata.user_agent, s.client_metadata.device
+                    ),
+                    time_created=s.time_created_ms,
+                    last_refreshed=s.last_refreshed_ms,
+                    expiry=s.expiry_ms,
+                )
+                for s in response.sessions
+            ],
+            next_page_token=response.next_page_token or None,
+            total_count=response.total_count,
+        )
+
+    async def revoke_other_sessions(self, session_handle: str) -> list[str]:
+        """Revoke every session of this session's user but this one."""
+        response = await self._call(
+            self._stub.RevokeOtherSessions,
+            pb.RevokeOtherSessionsRequest(session_handle=session_handle),
+        )
+        return list(response.revoked_session_handles)
+
+    async def _revocation_stream(
+        self, after_cursor: int
+    ) -> AsyncIterator[tuple[list[RevokedSession], int]]:
+        # No deadline: the stream lives as long as the client; heartbeats keep it honest.
+        call = self._stub.WatchRevocations(
+            pb.WatchRevocationsRequest(after_cursor=after_cursor), metadata=self._metadata
+        )
+        try:
+            async for message in call:
+                yield (
+                    [
+                        RevokedSession(r.session_handle, r.cursor, r.access_tokens_valid_until_ms)
+                        for r in message.revocations
+                    ],
+                    message.cursor,
+                )
+        finally:
+            call.cancel()
 
     # --- claims -----------------------------------------------------------------------
 

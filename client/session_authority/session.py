@@ -37,6 +37,34 @@ class SessionInformation:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientMetadata:
+    """What the edge service knows of the client a session is for (all optional)."""
+
+    ip: str = ""
+    user_agent: str = ""
+    device: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """One entry of list_sessions ("active sessions" pages); times in ms."""
+
+    session_handle: str
+    user_id: str
+    client_metadata: ClientMetadata
+    time_created: int
+    last_refreshed: int
+    expiry: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    sessions: list[SessionSummary]
+    next_page_token: str | None  # None on the last page
+    total_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimValue:
     """What ``get_claim_value`` returns: status "OK" (value None if unset) or
     "SESSION_DOES_NOT_EXIST_ERROR"."""
