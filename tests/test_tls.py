@@ -93,9 +93,7 @@ def _make_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivat
             ),
             critical=True,
         )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return cert, key
@@ -243,9 +241,7 @@ async def test_mtls_serves_only_clients_with_a_certificate_from_the_ca(
 ) -> None:
     server = await start(**tls_settings(pki, mtls=True))
     no_certificate = grpc.ssl_channel_credentials(root_certificates=pki.ca_pem)
-    await assert_unreachable(
-        connect(server, credentials=no_certificate, timeout=REFUSED_TIMEOUT_S)
-    )
+    await assert_unreachable(connect(server, credentials=no_certificate, timeout=REFUSED_TIMEOUT_S))
     foreign = grpc.ssl_channel_credentials(
         root_certificates=pki.ca_pem,
         private_key=pki.other_client_key,

@@ -10,6 +10,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
 from .claims import (
     EXCLUDES,
     EXCLUDES_ALL,
@@ -19,7 +23,13 @@ from .claims import (
     INCLUDES_ANY,
     ClaimValidator,
 )
-from .errors import ClaimValidationError, InvalidArgumentError
+from .errors import (
+    ERROR_DOMAIN,
+    ClaimValidationError,
+    InvalidArgumentError,
+    SessionError,
+    status_code_for,
+)
 from .v1 import session_service_pb2 as pb
 
 _KIND_TO_WIRE = {
@@ -100,3 +110,18 @@ def failures_to_wire(failures: Iterable[ClaimValidationError]) -> list[pb.ClaimV
 
 def failures_from_wire(messages: Iterable[pb.ClaimValidationError]) -> list[ClaimValidationError]:
     return [ClaimValidationError(m.id, json.loads(m.reason_json)) for m in messages]
+
+
+def rich_status(error: SessionError) -> Any:
+    """The grpc.Status for an error: code per the error table, message, and a
+    google.rpc.ErrorInfo detail (domain, reason, metadata). For abort_with_status."""
+    detail = any_pb2.Any()
+    detail.Pack(
+        error_details_pb2.ErrorInfo(
+            reason=error.reason, domain=ERROR_DOMAIN, metadata=error.wire_metadata()
+        )
+    )
+    status = status_pb2.Status(
+        code=status_code_for(error).value[0], message=error.message, details=[detail]
+    )
+    return rpc_status.to_status(status)

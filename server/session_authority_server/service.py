@@ -14,12 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 from session_authority.errors import (
-    ERROR_DOMAIN,
     InternalServerError,
     InvalidArgumentError,
     SessionError,
@@ -30,6 +26,7 @@ from session_authority.errors import (
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.wire import (
     failures_to_wire,
+    rich_status,
     validator_to_wire,
     validators_from_wire,
 )
@@ -54,15 +51,7 @@ Context = Any  # grpc.aio.ServicerContext; grpcio ships no type information
 
 
 async def abort_with_error(context: Context, error: SessionError) -> NoReturn:
-    info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.wire_metadata()
-    )
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status = status_pb2.Status(
-        code=status_code_for(error).value[0], message=error.message, details=[detail]
-    )
-    await context.abort_with_status(rpc_status.to_status(status))
+    await context.abort_with_status(rich_status(error))
     raise AssertionError("abort_with_status returned")
 
 
