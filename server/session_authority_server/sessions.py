@@ -246,9 +246,7 @@ class SessionManager:
             access_token_payload=json_text(access_token_payload),
             session_data=json_text(session_data),
             created_ms=now,
-            expires_ms=min(
-                now + self._settings.refresh_token_validity_ms, absolute_expiry or 2**62
-            ),
+            expires_ms=self._sliding_expiry(now, absolute_expiry),
             absolute_expires_ms=absolute_expiry,
             last_refreshed_ms=now,
             client_ip=client_ip,
@@ -329,7 +327,7 @@ class SessionManager:
                     refresh_hash=successor_hash,
                     prev_refresh_hash=presented,
                     rotated_at_ms=now,
-                    expires_ms=self._slid_expiry(row, now),
+                    expires_ms=self._sliding_expiry(now, row.absolute_expires_ms),
                     last_refreshed_ms=now,
                 )
                 return rotated, rotated
@@ -369,11 +367,10 @@ class SessionManager:
             now_ms=now,
         )
 
-    def _slid_expiry(self, row: SessionRow, now_ms: int) -> int:
+    def _sliding_expiry(self, now_ms: int, absolute_expires_ms: int | None) -> int:
+        """Idle timeout from now, never past the absolute end of the session."""
         expiry = now_ms + self._settings.refresh_token_validity_ms
-        if row.absolute_expires_ms is not None:
-            expiry = min(expiry, row.absolute_expires_ms)
-        return expiry
+        return expiry if absolute_expires_ms is None else min(expiry, absolute_expires_ms)
 
     async def revoke_session(self, handle: str) -> bool:
         check_session_handle(handle)
