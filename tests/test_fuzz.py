@@ -326,6 +326,11 @@ def int_strategy(field_type: int) -> st.SearchStrategy[int]:
     return st.one_of(st.integers(low, high), st.sampled_from(extremes))
 
 
+def choice(values: Sequence[str]) -> st.SearchStrategy[str]:
+    """sampled_from, without reprs of whole tokens in hypothesis' reports."""
+    return st.integers(0, len(values) - 1).map(lambda i: values[i])
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -388,7 +393,7 @@ def string_strategy(name: str, pool: Pool) -> st.SearchStrategy[Any]:
             lambda text, at, cut, insert: text[: at % (len(text) + 1)]
             + insert
             + text[at % (len(text) + 1) + cut :],
-            st.sampled_from(values),
+            choice(values),
             st.integers(0, 4096),
             st.integers(0, 2),
             st.text(max_size=2),
@@ -403,7 +408,7 @@ def string_strategy(name: str, pool: Pool) -> st.SearchStrategy[Any]:
                 {"alg": alg, "kid": kid, "typ": "JWT", "version": version}
             ),
             st.sampled_from(["RS256", "ES256", "EdDSA", "HS256", "none", ""]),
-            st.sampled_from([pool.kid, ""]) | st.text(max_size=8),
+            st.just(pool.kid) | st.text(max_size=8),
             st.sampled_from(["5", "4", 5, None]),
         )
         | VALID_JSON,
@@ -415,7 +420,7 @@ def string_strategy(name: str, pool: Pool) -> st.SearchStrategy[Any]:
         st.text(max_size=64),
         HUGE_TEXT,
         JSON_TEXT,
-        st.sampled_from(pool_strings),
+        choice(pool_strings),
         mangled(pool_strings),
     ]
     specific: list[st.SearchStrategy[Any]] = []
@@ -426,22 +431,22 @@ def string_strategy(name: str, pool: Pool) -> st.SearchStrategy[Any]:
         tokens = [pool.part(name, i) for i in range(len(pool.sessions))]
         specific = [
             st.builds(Fresh, st.just(name), fresh_payloads),
-            st.sampled_from(tokens),
+            choice(tokens),
             mangled(tokens),
         ]
         if name == "access_token":
-            specific += [token_ish, st.just(pool.jwt)]
+            specific += [token_ish, choice([pool.jwt])]
     elif "handle" in name:
         handles = [pool.part("session_handle", i) for i in range(len(pool.sessions))]
         specific = [
             st.builds(Fresh, st.just("session_handle"), fresh_payloads),
-            st.sampled_from(handles),
+            choice(handles),
             st.uuids().map(str),
         ]
     elif name == "user_id":
         specific = [
             st.builds(Fresh, st.just("user_id"), fresh_payloads),
-            st.sampled_from([pool.part("user_id", i) for i in range(len(pool.sessions))]),
+            choice([pool.part("user_id", i) for i in range(len(pool.sessions))]),
         ]
     elif name in ("claim_key", "id"):
         specific = [st.sampled_from(CLAIM_KEYS)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,8 @@ _LOOPBACK_PEERS = ("ipv4:127.", "ipv6:[::1]", "ipv6:[::ffff:127.", "unix:")
 
 
 def is_loopback(peer: str) -> bool:
-    return peer.startswith(_LOOPBACK_PEERS)
+    # grpc percent-encodes the brackets of IPv6 peers: ipv6:%5B::1%5D:port.
+    return urllib.parse.unquote(peer).startswith(_LOOPBACK_PEERS)
 
 
 class CallerAuthenticator:

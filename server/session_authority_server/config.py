@@ -280,3 +280,7 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             f"{env_name('master_key')} and {env_name('master_key_file')}: give one, not both"
         )
+    # Checked now, not at first use: a bad key must stop even `migrate`.
+    from .keystore import master_key_bytes  # keystore imports this module
+
+    master_key_bytes(settings)

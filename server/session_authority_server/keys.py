@@ -111,7 +111,13 @@ class KeyRing:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        await self._sync(self._clock.now_ms())
+        now = self._clock.now_ms()
+        # Open what is stored before anything is written: a missing or wrong master
+        # key must stop the start without adding a key sealed wrongly (or not at all).
+        existing = await self._store.signing_keys()
+        if existing:
+            self._adopt(existing, now)
+        await self._sync(now)
         self._static = SigningKey.from_row(
             await self._store.static_signing_key(self._new_static_key_row), self._sealer
         )

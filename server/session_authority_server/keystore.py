@@ -43,22 +43,29 @@ def parse_master_key(text: str, source: str) -> bytes:
     )
 
 
+def master_key_bytes(settings: Settings) -> bytes | None:
+    """The configured master key, or None; ConfigError if it is malformed."""
+    if settings.master_key:
+        return parse_master_key(settings.master_key, env_name("master_key"))
+    if settings.master_key_file:
+        text = Path(settings.master_key_file).read_text(encoding="ascii", errors="replace")
+        return parse_master_key(text, env_name("master_key_file"))
+    return None
+
+
 class SecretSealer:
     def __init__(self, master_key: bytes | None) -> None:
         self._aead = AESGCM(master_key) if master_key is not None else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretSealer:
-        if settings.master_key:
-            return cls(parse_master_key(settings.master_key, env_name("master_key")))
-        if settings.master_key_file:
-            text = Path(settings.master_key_file).read_text(encoding="ascii", errors="replace")
-            return cls(parse_master_key(text, env_name("master_key_file")))
-        log.warning(
-            "no master key is configured (%s): signing keys are stored unencrypted",
-            env_name("master_key"),
-        )
-        return cls(None)
+        key = master_key_bytes(settings)
+        if key is None:
+            log.warning(
+                "no master key is configured (%s): signing keys are stored unencrypted",
+                env_name("master_key"),
+            )
+        return cls(key)
 
     def seal(self, secret: bytes, name: str) -> bytes:
         if self._aead is None:

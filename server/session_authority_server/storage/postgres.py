@@ -50,6 +50,12 @@ _UNAVAILABLE = (
 )
 
 
+def _consume_exception(task: asyncio.Future[Any]) -> None:
+    # A task abandoned at its deadline may fail later; its error is not news.
+    if not task.cancelled():
+        task.exception()
+
+
 def _session(row: asyncpg.Record) -> SessionRow:
     return SessionRow(*row.values())
 
@@ -85,6 +91,7 @@ class PostgresStore:
         self._statement_timeout_ms = statement_timeout_ms
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._deadline_s = statement_timeout_ms / 1000 + 1
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -141,8 +148,24 @@ class PostgresStore:
 
     # --- plumbing -------------------------------------------------------------------
 
+    async def _bounded(self, work: Awaitable[T]) -> T:
+        """Await database work for at most the statement timeout (plus a second).
+
+        The work runs as its own task, shielded: the caller's cancellation never
+        leaves half a transaction, and a frozen server cannot hold the caller
+        past the deadline either (asyncpg's own cleanup of a timed-out query
+        waits on the server). Work that outlives its caller finishes, or fails,
+        in the background; a refresh that commits late is then repeated safely
+        under the grace-period rule."""
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(_consume_exception)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self._deadline_s)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL: {type(exc).__name__}") from exc
+
     async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run work in one transaction, shielded from the caller's cancellation."""
+        """Run work in one transaction, within the deadline."""
         pool = self._pool
         if pool is None:
             raise StorageUnavailable("the PostgreSQL store is closed")
@@ -151,19 +174,13 @@ class PostgresStore:
             async with pool.acquire() as conn, conn.transaction():
                 return await work(conn)
 
-        try:
-            return await asyncio.shield(asyncio.ensure_future(run()))
-        except _UNAVAILABLE as exc:
-            raise StorageUnavailable(f"PostgreSQL: {type(exc).__name__}") from exc
+        return await self._bounded(run())
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         pool = self._pool
         if pool is None:
             raise StorageUnavailable("the PostgreSQL store is closed")
-        try:
-            return list(await pool.fetch(sql, *args))
-        except _UNAVAILABLE as exc:
-            raise StorageUnavailable(f"PostgreSQL: {type(exc).__name__}") from exc
+        return list(await self._bounded(pool.fetch(sql, *args)))
 
     # --- sessions -------------------------------------------------------------------
 
@@ -355,12 +372,13 @@ class PostgresStore:
 
     async def purge_expired(self, now_ms: int, batch_size: int = 1000) -> int:
         """Delete expired rows in batches; a replica that finds another one purging
-        (the advisory try-lock is taken) leaves the work to it and returns 0."""
+        (the advisory try-lock is taken) leaves the work to it and returns 0.
+        Each batch is its own statement, bounded by the statement timeout."""
         pool = self._pool
         if pool is None:
             raise StorageUnavailable("the PostgreSQL store is closed")
         try:
-            async with pool.acquire() as conn:
+            async with pool.acquire(timeout=self._deadline_s) as conn:
                 if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_PURGE):
                     return 0
                 try:
