@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PROTO_SRC := protos/session_authority/v1/session_service.proto
 GEN_DIR   := client/session_authority/v1
 
-.PHONY: run test fuzz lint format proto proto-check buf-lint bench bench-scale clean
+.PHONY: run test fuzz lint format proto proto-check buf-lint bench bench-smoke bench-report bench-scale clean
 
 # Stamps record which extras are installed, refreshed when pyproject.toml changes.
 $(BIN)/python:
@@ -62,8 +62,23 @@ proto-check: $(VENV)/.dev-installed
 		diff -u $(GEN_DIR)/$$(basename $$f) $$f || { echo "generated code is stale: run 'make proto'"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated code is up to date"
 
+# Benchmarks (issue 6): the full run and its table with every target's PASS/FAIL
+# (PostgreSQL when SESSION_AUTHORITY_TEST_POSTGRES_DSN is set), docs/benchmarks.md
+# from its results, and every benchmark briefly for CI (no thresholds).
 bench: $(VENV)/.dev-installed
+	@[ $(VENV)/.bench-installed -nt pyproject.toml ] || \
+		{ $(BIN)/pip install --quiet -e '.[dev,bench]' && touch $(VENV)/.bench-installed; }
 	$(BIN)/python -m bench
+
+bench-smoke: $(VENV)/.dev-installed
+	@[ $(VENV)/.bench-installed -nt pyproject.toml ] || \
+		{ $(BIN)/pip install --quiet -e '.[dev,bench]' && touch $(VENV)/.bench-installed; }
+	$(BIN)/python -m bench --smoke
+
+bench-report: $(VENV)/.dev-installed
+	@[ $(VENV)/.bench-installed -nt pyproject.toml ] || \
+		{ $(BIN)/pip install --quiet -e '.[dev,bench]' && touch $(VENV)/.bench-installed; }
+	$(BIN)/python -m bench.report
 
 # Index-backed at scale: 10k vs 1M sessions (PostgreSQL when its DSN is set).
 bench-scale: $(VENV)/.dev-installed

@@ -12,6 +12,7 @@ calls counted (every call started in the window is awaited before reporting).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import multiprocessing
@@ -30,7 +31,7 @@ from .servers import ServerProcess
 
 CYCLE = "cycle"  # requests reused round-robin
 ONCE = "once"  # each request sent once (revocations); the run ends when all are sent
-REFRESH = "refresh"  # each in-flight slot refreshes its own sessions with the newest token
+CHAIN = "chain"  # each in-flight slot refreshes its own sessions, with the newest token
 
 CALL_TIMEOUT_S = 30.0
 STREAMS_PER_CHANNEL = 64  # in-flight calls per connection; more get another channel
@@ -47,6 +48,7 @@ class Job:
     mode: str = CYCLE
     collect: int = 0  # keep up to this many response bodies
     max_calls: int | None = None  # stop after this many calls (within duration_s)
+    connections: int | None = None  # in all; default one per STREAMS_PER_CHANNEL in flight
 
 
 @dataclass
@@ -117,10 +119,10 @@ class _Feed:
     def __init__(self, job: Job, slots: int) -> None:
         self.job = job
         self.slots = slots
-        self.sent = 0
         self.counted = 0  # calls started in the measured window (for max_calls)
+        self.limit = len(job.requests)  # ONCE: how far requests may be used up
         self._next = 0
-        # REFRESH: slot k owns requests k, k + slots, ...; a success replaces the
+        # CHAIN: slot k owns requests k, k + slots, ...; a success replaces the
         # request it used with the one for the token just issued.
         self._own = [job.requests[k::slots] for k in range(slots)]
         self._turn = [0] * slots
@@ -129,13 +131,13 @@ class _Feed:
         job = self.job
         if job.max_calls is not None and self.counted >= job.max_calls:
             return None
-        if job.mode == REFRESH:
+        if job.mode == CHAIN:
             own = self._own[slot]
             index = self._turn[slot] % len(own)
             self._turn[slot] += 1
             request = own[index]
         elif job.mode == ONCE:
-            if self._next >= len(job.requests):
+            if self._next >= self.limit:
                 return None
             index = self._next
             request = job.requests[index]
@@ -148,7 +150,7 @@ class _Feed:
         return request, index
 
     def answered(self, slot: int, index: int, response: bytes) -> None:
-        if self.job.mode == REFRESH:
+        if self.job.mode == CHAIN:
             self._own[slot][index] = rpcs.next_refresh_request(response)
 
 
@@ -186,15 +188,16 @@ async def _drive(
     await asyncio.gather(*(slot(k) for k in range(feed.slots)))
 
 
-async def _run_part(conn: Connection, target: str, job: Job) -> PartResult:
+async def _run_part(conn: Connection, target: str, job: Job) -> PartResult | None:
     import grpc
 
-    slots = job.concurrency if job.mode != REFRESH else min(job.concurrency, len(job.requests))
+    slots = job.concurrency if job.mode != CHAIN else min(job.concurrency, len(job.requests))
+    connections = job.connections or math.ceil(slots / STREAMS_PER_CHANNEL)
     channels = [
         # A connection of its own each (grpc shares subchannels between channels
         # with equal arguments unless told not to).
         grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(max(1, math.ceil(slots / STREAMS_PER_CHANNEL)))
+        for _ in range(max(1, min(connections, slots)))
     ]
     calls = [channel.unary_unary(rpcs.path(job.method)) for channel in channels]
     feed = _Feed(job, max(slots, 1))
@@ -202,10 +205,14 @@ async def _run_part(conn: Connection, target: str, job: Job) -> PartResult:
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), CALL_TIMEOUT_S)
         if job.warmup_s > 0:
+            # ONCE: warming up may use a tenth of the requests, no more.
+            feed.limit = len(job.requests) // 10
             await _drive(job, calls, feed, job.warmup_s, None)
+            feed.limit = len(job.requests)
         feed.counted = 0
         conn.send("ready")
-        conn.recv()  # "go": nothing is in flight while this blocks
+        if conn.recv() != "go":  # nothing is in flight while this blocks
+            return None  # the run was called off
         result = PartResult()
         cpu, wall = time.process_time(), time.perf_counter()
         await _drive(job, calls, feed, job.duration_s, result)
@@ -227,15 +234,17 @@ def _worker_main(conn: Connection) -> None:
             result = asyncio.run(_run_part(conn, target, job))
         except Exception:
             conn.send(("error", traceback.format_exc()))
-        else:
-            conn.send(("done", result))
+            continue
+        if result is None:
+            return
+        conn.send(("done", result))
 
 
 # --- the coordinator --------------------------------------------------------------------
 
 
 def split(job: Job, processes: int) -> list[Job]:
-    """One part per process that gets in-flight calls; ONCE and REFRESH requests
+    """One part per process that gets in-flight calls; ONCE and CHAIN requests
     are dealt out, so that no two processes send the same one."""
     count = max(1, min(processes, job.concurrency))
 
@@ -252,6 +261,7 @@ def split(job: Job, processes: int) -> list[Job]:
                 requests=requests,
                 collect=share(job.collect, i),
                 max_calls=None if job.max_calls is None else share(job.max_calls, i),
+                connections=None if job.connections is None else share(job.connections, i),
             )
         )
     return [part for part in parts if part.requests and part.concurrency]
@@ -271,11 +281,9 @@ class LoadGenerator:
             self._workers.append((process, parent))
 
     def close(self) -> None:
-        for process, conn in self._workers:
-            try:
+        for _, conn in self._workers:
+            with contextlib.suppress(OSError):
                 conn.send(None)
-            except OSError:
-                pass
         for process, _ in self._workers:
             process.join(timeout=10)
             if process.is_alive():

@@ -62,7 +62,7 @@ class ServerProcess:
         self.port = 0
         self.log: collections.deque[str] = collections.deque(maxlen=200)
         self._lines: queue.Queue[str | None] = queue.Queue()
-        self._popen = subprocess.Popen(  # noqa: S603
+        self._popen = subprocess.Popen(
             command,
             env=env,
             cwd=ROOT,
@@ -140,7 +140,9 @@ class ServerProcess:
 
     def check_alive(self) -> None:
         if self._popen.poll() is not None:
-            raise RuntimeError(f"{self.label} exited ({self._popen.returncode}):\n{self.log_text()}")
+            raise RuntimeError(
+                f"{self.label} exited ({self._popen.returncode}):\n{self.log_text()}"
+            )
 
     def stop(self) -> None:
         if self._popen.poll() is None:

@@ -130,4 +130,4 @@ async def test_migrate_command(tmp_path: Path) -> None:
         stdout, _ = await process.communicate()
         assert process.returncode == 0
         outputs.append(stdout.decode().strip())
-    assert outputs == ["applied migrations: 1, 2", "up to date"]
+    assert outputs == ["applied migrations: 1, 2, 3", "up to date"]

@@ -61,19 +61,21 @@ class RawWatch:
     def __init__(self, call: grpc.aio.UnaryStreamCall) -> None:
         self.call = call
 
-    async def message(self, timeout: float = READ_TIMEOUT_S) -> pb.WatchRevocationsResponse:
-        message = await asyncio.wait_for(self.call.read(), timeout)
+    async def message(self, within_s: float = READ_TIMEOUT_S) -> pb.WatchRevocationsResponse:
+        message = await asyncio.wait_for(self.call.read(), within_s)
         assert message is not grpc.aio.EOF, "the stream ended"
         assert isinstance(message, pb.WatchRevocationsResponse)
         return message
 
-    async def revocations(self, count: int, timeout: float = READ_TIMEOUT_S) -> list[pb.Revocation]:
+    async def revocations(
+        self, count: int, within_s: float = READ_TIMEOUT_S
+    ) -> list[pb.Revocation]:
         """The next ``count`` revocations, skipping heartbeats; each message's cursor
         is that of its last revocation."""
         found: list[pb.Revocation] = []
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_s):
             while len(found) < count:
-                message = await self.message(timeout)
+                message = await self.message(within_s)
                 if message.revocations:
                     assert message.cursor == message.revocations[-1].cursor
                 found += message.revocations
@@ -99,17 +101,17 @@ async def backlog(server: RunningServer, after_cursor: int = 0) -> pb.WatchRevoc
         return await watch.message()
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> float:
+async def wait_until(condition: Callable[[], bool], within_s: float = 5.0) -> float:
     """Poll a condition in short steps; return how long it took."""
     started = time.perf_counter()
     while not condition():
-        assert time.perf_counter() - started < timeout, "timed out waiting"
+        assert time.perf_counter() - started < within_s, "timed out waiting"
         await asyncio.sleep(POLL_S)
     return time.perf_counter() - started
 
 
 async def rejected_after(
-    watcher: SessionClient, session: SessionContainer, timeout: float = 5.0
+    watcher: SessionClient, session: SessionContainer, within_s: float = 5.0
 ) -> float:
     """Poll the watcher's local get_session until it rejects this session's token
     with UnauthorisedError; return the seconds that took."""
@@ -119,7 +121,7 @@ async def rejected_after(
             await watcher.get_session(session.access_token)
         except UnauthorisedError:
             return time.perf_counter() - started
-        assert time.perf_counter() - started < timeout, "the revoked token is still accepted"
+        assert time.perf_counter() - started < within_s, "the revoked token is still accepted"
         await asyncio.sleep(POLL_S)
 
 
@@ -140,22 +142,17 @@ def check_revocation(
 # --- the raw stream -------------------------------------------------------------------
 
 
-async def test_first_message_arrives_at_once_without_a_backlog(
-    start: Start, any_database_url: str
-) -> None:
-    server = await start(database_url=any_database_url)
-    started = time.perf_counter()
-    first = await backlog(server)
-    # The heartbeat interval is 5 s: an empty first message well before it says "connected".
-    assert time.perf_counter() - started < 1.0
-    assert list(first.revocations) == []
-    assert first.cursor == 0
-
-
 async def test_backlog_after_the_cursor_then_live_ones_in_cursor_order(
     start: Start, connect: Connect, clock: ManualClock, any_database_url: str
 ) -> None:
     server = await start(database_url=any_database_url)
+    started = time.perf_counter()
+    first = await backlog(server)
+    # With no backlog, an empty first message at once (heartbeats come every 5 s)
+    # tells a watcher that it is connected.
+    assert time.perf_counter() - started < 1.0
+    assert list(first.revocations) == [] and first.cursor == 0
+
     async with connect(server) as client:
         sessions = [await client.create_new_session(f"user-{i}") for i in range(6)]
         handles = [s.session_handle for s in sessions]
@@ -344,7 +341,8 @@ async def test_local_verifier_rejects_a_revoked_session_within_milliseconds(
 ) -> None:
     server = await start(database_url=any_database_url)
     async with connect(server) as revoker, connect(server, watch_revocations=True) as watcher:
-        sessions = [await revoker.create_new_session(f"user-{i}") for i in range(31)]
+        # 101 samples: the p99 is then the second-worst, not simply the worst.
+        sessions = [await revoker.create_new_session(f"user-{i}") for i in range(102)]
         bystander = sessions.pop()
         for session in [*sessions, bystander]:  # JWKS fetched, everything valid
             assert await watcher.get_session(session.access_token) is not None
@@ -363,9 +361,6 @@ async def test_local_verifier_rejects_a_revoked_session_within_milliseconds(
         for session in sessions:
             with pytest.raises(UnauthorisedError):
                 await watcher.get_session(session.access_token)
-        # The revoking client, which does not watch, still verifies locally without
-        # knowing: revocation reaches only watchers (or check_database).
-        assert await revoker.get_session(sessions[0].access_token) is not None
 
     backend = request.node.callspec.params["any_database_url"]
     print(
@@ -442,11 +437,13 @@ async def test_watcher_resumes_from_its_cursor_after_a_server_restart(
         # The server comes back on the watcher's port; one more revocation there.
         b = await start(database_url=any_database_url, listen=listen)
         assert b.port == port
-        async with connect(b) as again:
+        # A fresh channel of its own: gRPC shares subchannels across a process, and the
+        # shared one to this port may still be backing off from the outage.
+        async with connect(b, channel_options=[("grpc.use_local_subchannel_pool", 1)]) as again:
             assert await again.revoke_session(after.session_handle)
             # Nothing missed across the outage: backoff, reconnect, resume.
             for session in [*during, spare, after]:
-                await rejected_after(watcher, session, timeout=20)
+                await rejected_after(watcher, session, within_s=20)
             assert await watcher.get_session(kept.access_token) is not None
             latest = (await backlog(b)).cursor
             assert watcher.revocations.cursor == latest
@@ -474,7 +471,7 @@ async def test_stale_stream_falls_back_to_asking_the_authority(
             await watcher.get_session(created.access_token)
 
         b = await start(database_url=any_database_url, listen=listen)
-        await wait_until(watcher.revocations.is_fresh, timeout=20)
+        await wait_until(watcher.revocations.is_fresh, within_s=20)
         assert await watcher.get_session(created.access_token) is not None
         assert rpc_counter.calls["GetSession"] == 0  # fresh again: local
 
@@ -508,10 +505,17 @@ async def test_revocation_on_one_replica_reaches_a_watcher_on_the_other(
             assert await watcher.get_session(session.access_token) is not None
         await wait_until(watcher.revocations.is_fresh)
 
-        latencies = []
-        for session in sessions:
-            assert await revoker.revoke_session(session.session_handle)
-            latencies.append(await rejected_after(watcher, session))
+        # Five measurements at a time (each from its own revoke_session returning),
+        # so that the 50 fit in a few seconds whatever the replicas' poll phase.
+        async def measure(share: list[SessionContainer]) -> list[float]:
+            taken = []
+            for session in share:
+                assert await revoker.revoke_session(session.session_handle)
+                taken.append(await rejected_after(watcher, session))
+            return taken
+
+        shares = await asyncio.gather(*(measure(sessions[i::5]) for i in range(5)))
+        latencies = [latency for share in shares for latency in share]
         assert await watcher.get_session(bystander.access_token) is not None
 
     print(

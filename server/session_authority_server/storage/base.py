@@ -9,9 +9,10 @@ SQL and two writers never interleave on one session.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -38,6 +39,15 @@ class SessionRow:
     client_ip: str = ""
     user_agent: str = ""
     device: str = ""
+
+
+# The sessions table's columns, in SessionRow's field order (both dialects).
+SESSION_COLUMNS = ", ".join(f.name for f in dataclasses.fields(SessionRow))
+
+
+def session_values(row: SessionRow) -> tuple[Any, ...]:
+    """A SessionRow as statement parameters, in SESSION_COLUMNS order."""
+    return tuple(getattr(row, f.name) for f in dataclasses.fields(SessionRow))
 
 
 @dataclass(frozen=True, slots=True)

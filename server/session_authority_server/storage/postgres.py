@@ -18,16 +18,21 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from .base import DELETE, Change, RevocationRow, SessionRow, SigningKeyRow, StorageUnavailable
+from .base import (
+    DELETE,
+    SESSION_COLUMNS,
+    Change,
+    RevocationRow,
+    SessionRow,
+    SigningKeyRow,
+    StorageUnavailable,
+    session_values,
+)
 from .migrations import migrations
 
 T = TypeVar("T")
 
-_SESSION_COLUMNS = (
-    "handle, user_id, tenant_id, refresh_hash, prev_refresh_hash, rotated_at_ms, "
-    "access_token_payload, session_data, created_ms, expires_ms, absolute_expires_ms, "
-    "last_refreshed_ms, client_ip, user_agent, device"
-)
+_SESSION_PLACEHOLDERS = ", ".join(f"${i + 1}" for i in range(SESSION_COLUMNS.count(",") + 1))
 _KEY_COLUMNS = "kid, algorithm, private_key, created_ms, signs_from_ms"
 
 # Advisory lock ids (arbitrary constants, one per kind of work).
@@ -204,23 +209,8 @@ class PostgresStore:
                     )
                     await _log_revocations(conn, evicted, row.created_ms)
             await conn.execute(
-                f"INSERT INTO sessions ({_SESSION_COLUMNS}) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-                row.handle,
-                row.user_id,
-                row.tenant_id,
-                row.refresh_hash,
-                row.prev_refresh_hash,
-                row.rotated_at_ms,
-                row.access_token_payload,
-                row.session_data,
-                row.created_ms,
-                row.expires_ms,
-                row.absolute_expires_ms,
-                row.last_refreshed_ms,
-                row.client_ip,
-                row.user_agent,
-                row.device,
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({_SESSION_PLACEHOLDERS})",
+                *session_values(row),
             )
             return [handle for handle, _ in evicted]
 
@@ -228,7 +218,7 @@ class PostgresStore:
 
     async def get_session(self, handle: str, now_ms: int) -> SessionRow | None:
         rows = await self._fetch(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE handle = $1 AND expires_ms > $2",
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE handle = $1 AND expires_ms > $2",
             handle,
             now_ms,
         )
@@ -242,7 +232,7 @@ class PostgresStore:
     ) -> T:
         async def work(conn: asyncpg.Connection) -> T:
             row = await conn.fetchrow(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions "
+                f"SELECT {SESSION_COLUMNS} FROM sessions "
                 "WHERE handle = $1 AND expires_ms > $2 FOR UPDATE",
                 handle,
                 now_ms,
@@ -334,7 +324,7 @@ class PostgresStore:
     ) -> tuple[list[SessionRow], int]:
         page = "AND (created_ms, handle) < ($4, $5) " if before is not None else ""
         rows = await self._fetch(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND expires_ms > $2 "
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND expires_ms > $2 "
             f"{page}ORDER BY created_ms DESC, handle DESC LIMIT $3",
             user_id,
             now_ms,

@@ -20,16 +20,21 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .base import DELETE, Change, RevocationRow, SessionRow, SigningKeyRow, StorageUnavailable
+from .base import (
+    DELETE,
+    SESSION_COLUMNS,
+    Change,
+    RevocationRow,
+    SessionRow,
+    SigningKeyRow,
+    StorageUnavailable,
+    session_values,
+)
 from .migrations import migrations
 
 T = TypeVar("T")
 
-_SESSION_COLUMNS = (
-    "handle, user_id, tenant_id, refresh_hash, prev_refresh_hash, rotated_at_ms, "
-    "access_token_payload, session_data, created_ms, expires_ms, absolute_expires_ms, "
-    "last_refreshed_ms, client_ip, user_agent, device"
-)
+_SESSION_PLACEHOLDERS = ", ".join("?" * (SESSION_COLUMNS.count(",") + 1))
 _KEY_COLUMNS = "kid, algorithm, private_key, created_ms, signs_from_ms"
 _BUSY_TIMEOUT_MS = 5000
 
@@ -44,26 +49,6 @@ def _session(row: Any) -> SessionRow:
 
 def _key(row: Any) -> SigningKeyRow:
     return SigningKeyRow(row[0], row[1], bytes(row[2]), row[3], row[4])
-
-
-def _session_values(row: SessionRow) -> tuple[Any, ...]:
-    return (
-        row.handle,
-        row.user_id,
-        row.tenant_id,
-        row.refresh_hash,
-        row.prev_refresh_hash,
-        row.rotated_at_ms,
-        row.access_token_payload,
-        row.session_data,
-        row.created_ms,
-        row.expires_ms,
-        row.absolute_expires_ms,
-        row.last_refreshed_ms,
-        row.client_ip,
-        row.user_agent,
-        row.device,
-    )
 
 
 async def _log_revocations(
@@ -209,8 +194,8 @@ class SQLiteStore:
                     await db.execute("DELETE FROM sessions WHERE handle = ?", (handle,))
                 await _log_revocations(db, evicted, row.created_ms)
             await db.execute(
-                f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                _session_values(row),
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({_SESSION_PLACEHOLDERS})",
+                session_values(row),
             )
             return [handle for handle, _ in evicted]
 
@@ -218,7 +203,7 @@ class SQLiteStore:
 
     async def get_session(self, handle: str, now_ms: int) -> SessionRow | None:
         rows = await self._read(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE handle = ? AND expires_ms > ?",
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE handle = ? AND expires_ms > ?",
             (handle, now_ms),
         )
         return _session(rows[0]) if rows else None
@@ -231,7 +216,7 @@ class SQLiteStore:
     ) -> T:
         async def work(db: aiosqlite.Connection) -> T:
             rows = await db.execute_fetchall(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE handle = ? AND expires_ms > ?",
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE handle = ? AND expires_ms > ?",
                 (handle, now_ms),
             )
             current = _session(next(iter(rows))) if rows else None
@@ -318,7 +303,7 @@ class SQLiteStore:
     ) -> tuple[list[SessionRow], int]:
         page = "AND (created_ms, handle) < (?, ?) " if before is not None else ""
         rows = await self._read(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_ms > ? "
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_ms > ? "
             f"{page}ORDER BY created_ms DESC, handle DESC LIMIT ?",
             (user_id, now_ms, *(before or ()), limit),
         )
