@@ -64,10 +64,10 @@ STREAM_WAIT_S = 0.1
 # Repeated fields stop growing here: just past what the server accepts.
 OVERSIZED_BYTES = MAX_MESSAGE_BYTES + 64 * 1024
 
-# Each test fuzzes every method: 40 examples each take some 20 s, a long run far
-# more than the suite's default timeout.
+# Each test fuzzes every method: 40 examples each take some 20 s, more when failures
+# are being shrunk, and a long run far more than the suite's default timeout.
 pytestmark = [
-    pytest.mark.timeout(max(120, 2 * FUZZ_EXAMPLES)),
+    pytest.mark.timeout(max(300, 2 * FUZZ_EXAMPLES)),
     # Hypothesis warns when it describes our (large, nested) strategies; harmless.
     pytest.mark.filterwarnings("ignore:Generating overly large repr"),
 ]
@@ -1045,9 +1045,13 @@ async def fuzz_every_method(
     finally:
         channel.close()
     if not problems:  # an INTERNAL above is logged too: no need to say it twice
-        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        errors = {
+            f"{r.getMessage()} ({r.exc_info[1]!r})" if r.exc_info else r.getMessage()
+            for r in caplog.records
+            if r.levelno >= logging.ERROR
+        }
         if errors:
-            problems.append(AssertionError(f"the server logged errors: {errors[:5]}"))
+            problems.append(AssertionError(f"the server logged errors: {sorted(errors)}"))
     for check in (assert_witnesses_intact(client, witnesses), assert_still_serves(client)):
         try:
             await check

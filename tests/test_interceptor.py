@@ -21,6 +21,7 @@ from session_authority.grpc import (
     SessionInterceptor,
     SessionOptions,
     current_session,
+    session_call_interceptors,
     session_metadata,
     session_options,
 )
@@ -644,28 +645,57 @@ async def test_methods_mapping_options_merge_with_the_defaults(
     assert (await caller.call("Catalogue"))["session"] is None
 
 
-# --- known gaps (product bugs; see the markers' reasons) -----------------------------------------
+# --- the calling side, and an unreachable authority -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: SessionCallInterceptor is a UnaryUnaryClientInterceptor only, "
-    "so streaming calls through the channel carry no token",
-)
-async def test_session_call_interceptor_attaches_the_token_to_streams(
+async def test_session_call_interceptors_attach_the_token_to_streams(
     client: SessionClient, serve_downstream: ServeDownstream, caller_for: CallerFor
 ) -> None:
     downstream = await serve_downstream(client)
     created = await client.create_new_session("user-1")
-    caller = caller_for(downstream, [SessionCallInterceptor(lambda: (created.access_token, None))])
+    caller = caller_for(downstream, session_call_interceptors(lambda: (created.access_token, None)))
     assert await caller.collect("History", {"count": 1}) == [{"n": 0, **expect(created)}]
+    assert await caller.call("Whoami") == expect(created)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: AuthorityUnreachableError (reason UNREACHABLE) is not in the error "
-    "table, so rich_status raises KeyError and the call ends UNKNOWN",
-)
+async def test_a_re_minted_access_token_reaches_the_caller(
+    client: SessionClient,
+    serve_downstream: ServeDownstream,
+    caller_for: CallerFor,
+    clock: ManualClock,
+) -> None:
+    fetches: list[str] = []
+
+    def roles_of(user_id: str, payload: Any) -> list[str]:
+        fetches.append(user_id)
+        return ["admin"]
+
+    fresh_roles = PrimitiveArrayClaim("st-role", roles_of, default_max_age_in_seconds=60)
+    downstream = await serve_downstream(
+        client, claim_validators=[fresh_roles.validators.includes("admin")]
+    )
+    created = await client.create_new_session("user-1")
+    tokens = {"access": created.access_token}
+    caller = caller_for(
+        downstream,
+        session_call_interceptors(
+            lambda: (tokens["access"], None),
+            on_new_access_token=lambda token: tokens.update(access=token),
+        ),
+    )
+    await caller.call("Whoami")  # the claim is missing: fetched, token re-minted
+    assert fetches == ["user-1"] and tokens["access"] != created.access_token
+    reminted = tokens["access"]
+    verified = await client.get_session(reminted)
+    assert verified is not None and verified.access_token_payload["st-role"]["v"] == ["admin"]
+
+    await caller.call("Whoami")  # the new token carries the claim: no fetch, no new token
+    assert fetches == ["user-1"] and tokens["access"] == reminted
+    clock.advance(61)
+    await caller.call("Whoami")  # too old now: fetched again
+    assert fetches == ["user-1", "user-1"] and tokens["access"] != reminted
+
+
 async def test_unreachable_authority_is_unavailable_not_unknown(
     start: Start, connect: Connect, serve_downstream: ServeDownstream, caller_for: CallerFor
 ) -> None:
@@ -678,3 +708,4 @@ async def test_unreachable_authority_is_unavailable_not_unknown(
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await caller.call("Pay", {"amount": 1}, session_metadata(created.access_token))
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE, raised.value.details()
+        assert error_info(raised.value).reason == "UNREACHABLE"

@@ -379,27 +379,34 @@ async def test_watcher_forgets_a_revocation_once_no_token_can_be_valid(
         database_url=any_database_url, access_token_validity=ACCESS_TOKEN_VALIDITY_S
     )
     async with connect(server) as revoker, connect(server, watch_revocations=True) as watcher:
+        revoked = watcher.revocations
+        assert revoked is not None
+        await wait_until(revoked.is_fresh)  # connected: what follows is pushed state
+
+        async def revoke(session: SessionContainer) -> None:
+            assert await revoker.revoke_session(session.session_handle)
+            await wait_until(lambda: revoked.is_revoked(session.session_handle))
+            with pytest.raises(UnauthorisedError):  # locally: the stream is fresh
+                await watcher.get_session(session.access_token)
+
         first, second = [await revoker.create_new_session(f"user-{i}") for i in range(2)]
         for session in (first, second):
-            assert await revoker.revoke_session(session.session_handle)
-            await rejected_after(watcher, session)
-        assert len(watcher.revocations) == 2
+            await revoke(session)
+        assert len(revoked) == 2
 
         # Just before access_tokens_valid_until the entries must stay.
         clock.advance(TOKENS_VALID_FOR_MS / 1000 - 1)
         trigger = await revoker.create_new_session("user-trigger")
-        assert await revoker.revoke_session(trigger.session_handle)
-        await rejected_after(watcher, trigger)
-        assert len(watcher.revocations) == 3
+        await revoke(trigger)
+        assert len(revoked) == 3
 
         # Past it, the next message (here: another revocation) prunes them.
         clock.advance(2)
         third = await revoker.create_new_session("user-3")
-        assert await revoker.revoke_session(third.session_handle)
-        await rejected_after(watcher, third)
-        assert len(watcher.revocations) == 2  # trigger and third: 3 -> 2
-        assert not watcher.revocations.is_revoked(first.session_handle)
-        assert not watcher.revocations.is_revoked(second.session_handle)
+        await revoke(third)
+        assert len(revoked) == 2  # trigger and third: 3 -> 2
+        assert not revoked.is_revoked(first.session_handle)
+        assert not revoked.is_revoked(second.session_handle)
         # Dropping was safe: the revoked session's access token has expired anyway.
         with pytest.raises(TryRefreshTokenError):
             await watcher.get_session(first.access_token)
@@ -414,6 +421,8 @@ async def test_watcher_resumes_from_its_cursor_after_a_server_restart(
     async with AsyncExitStack() as stack:
         revoker = await stack.enter_async_context(connect(a))
         watcher = await stack.enter_async_context(connect(a, watch_revocations=True))
+        assert watcher.revocations is not None
+        await wait_until(watcher.revocations.is_fresh)
         sessions = [await revoker.create_new_session(f"user-{i}") for i in range(7)]
         for session in sessions:
             assert await watcher.get_session(session.access_token) is not None

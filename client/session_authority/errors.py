@@ -152,8 +152,9 @@ class InternalServerError(SessionError):
 
 
 class AuthorityUnreachableError(SessionError):
-    """Client side only: the call did not get an answer from the authority
-    (connection refused, deadline exceeded). Never sent on the wire."""
+    """The call did not get an answer from the authority (connection refused,
+    deadline exceeded). The authority never sends it; a service protected by
+    SessionInterceptor does, as UNAVAILABLE, when it cannot reach the authority."""
 
     reason = "UNREACHABLE"
 
@@ -177,6 +178,8 @@ ERROR_TABLE: tuple[ErrorMapping, ...] = (
     ErrorMapping(InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
     ErrorMapping(ApiKeyInvalidError, grpc.StatusCode.UNAUTHENTICATED),
     ErrorMapping(StorageUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    # Sent by services guarded by session_authority.grpc when they cannot reach it.
+    ErrorMapping(AuthorityUnreachableError, grpc.StatusCode.UNAVAILABLE),
     ErrorMapping(InternalServerError, grpc.StatusCode.INTERNAL),
 )
 

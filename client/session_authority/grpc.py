@@ -14,10 +14,11 @@
         async def Delete(self, request, context): ...
 
 The access token comes from ``authorization: Bearer <token>`` metadata, the
-anti-CSRF token from ``anti-csrf``. Failures end the call the way the authority
+anti-CSRF token from ``anti-csrf``. When verification re-mints the token (a
+claim was refetched), the new one goes back in ``access-token`` initial metadata. Failures end the call the way the authority
 ends its own: UNAUTHENTICATED with reason TRY_REFRESH_TOKEN (refresh and retry)
 or UNAUTHORISED (log in again), PERMISSION_DENIED with INVALID_CLAIMS. Callers
-attach tokens with :func:`session_metadata` or :class:`SessionCallInterceptor`.
+attach tokens with :func:`session_metadata` or :func:`session_call_interceptors`.
 """
 
 from __future__ import annotations
@@ -151,6 +152,11 @@ class SessionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     )
                 await context.abort_with_status(rich_status(error))
                 raise AssertionError("abort_with_status returned") from error
+            if session is not None and access_token and session.access_token != access_token:
+                # A claim was refetched and the token re-minted: hand it back.
+                await context.send_initial_metadata(
+                    ((NEW_ACCESS_TOKEN_METADATA, session.access_token),)
+                )
             return _current.set(session)
 
         if kind == "unary_unary" or kind == "stream_unary":
@@ -211,21 +217,84 @@ def _tokens(metadata: Sequence[tuple[str, Any]] | None) -> tuple[str | None, str
     return access_token, anti_csrf
 
 
-class SessionCallInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+# Metadata in which a protected service returns a re-minted access token (after a
+# claim was refetched); SessionCallInterceptor hands it to on_new_access_token.
+NEW_ACCESS_TOKEN_METADATA = "access-token"
+
+TokenSource = Callable[[], tuple[str | None, str | None]]
+
+
+class _AttachesSession:
+    def __init__(
+        self,
+        tokens: TokenSource,
+        on_new_access_token: Callable[[str], None] | None = None,
+    ) -> None:
+        self._tokens = tokens
+        self._on_new_access_token = on_new_access_token
+
+    def _with_session(self, call_details: Any) -> Any:
+        access_token, anti_csrf = self._tokens()
+        if not access_token:
+            return call_details
+        metadata = grpc.aio.Metadata(*(call_details.metadata or ()))
+        for key, value in session_metadata(access_token, anti_csrf):
+            metadata.add(key, value)
+        return call_details._replace(metadata=metadata)
+
+    async def _watch_for_new_token(self, call: Any) -> None:
+        if self._on_new_access_token is None:
+            return
+        for key, value in await call.initial_metadata() or ():
+            if key == NEW_ACCESS_TOKEN_METADATA and isinstance(value, str):
+                self._on_new_access_token(value)
+
+
+class SessionCallInterceptor(_AttachesSession, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     """Client side: attaches the current access token to every outgoing unary call.
 
     ``tokens`` returns (access_token, anti_csrf_token) at call time, so a caller
-    that refreshes its session changes what the next call sends."""
-
-    def __init__(self, tokens: Callable[[], tuple[str | None, str | None]]) -> None:
-        self._tokens = tokens
+    that refreshes its session changes what the next call sends. For every kind
+    of call on a channel use :func:`session_call_interceptors`."""
 
     async def intercept_unary_unary(
         self, continuation: Callable[[Any, Any], Awaitable[Any]], call_details: Any, request: Any
     ) -> Any:
-        access_token, anti_csrf = self._tokens()
-        if access_token:
-            metadata = list(call_details.metadata or ())
-            metadata += session_metadata(access_token, anti_csrf)
-            call_details = call_details._replace(metadata=metadata)
-        return await continuation(call_details, request)
+        call = await continuation(self._with_session(call_details), request)
+        await self._watch_for_new_token(call)
+        return call
+
+
+class _UnaryStream(_AttachesSession, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_stream(
+        self, continuation: Callable[[Any, Any], Awaitable[Any]], call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._with_session(call_details), request)
+
+
+class _StreamUnary(_AttachesSession, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_unary(
+        self, continuation: Callable[[Any, Any], Awaitable[Any]], call_details: Any, requests: Any
+    ) -> Any:
+        return await continuation(self._with_session(call_details), requests)
+
+
+class _StreamStream(_AttachesSession, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_stream(
+        self, continuation: Callable[[Any, Any], Awaitable[Any]], call_details: Any, requests: Any
+    ) -> Any:
+        return await continuation(self._with_session(call_details), requests)
+
+
+def session_call_interceptors(
+    tokens: TokenSource, on_new_access_token: Callable[[str], None] | None = None
+) -> list[Any]:
+    """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=...)`` that
+    attach the session to calls of every kind (grpc.aio registers one class per
+    kind). ``on_new_access_token`` receives a token the service re-minted."""
+    return [
+        SessionCallInterceptor(tokens, on_new_access_token),
+        _UnaryStream(tokens, on_new_access_token),
+        _StreamUnary(tokens, on_new_access_token),
+        _StreamStream(tokens, on_new_access_token),
+    ]

@@ -59,8 +59,15 @@ def _finite_float(text: str) -> float:
 
 
 def strict_json_loads(text: str) -> Any:
-    """json.loads accepting only what JSON can spell back (no NaN, no Infinity)."""
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    """json.loads accepting only what JSON can spell back as UTF-8: no NaN, no
+    Infinity, no lone surrogate escapes ("\\ud800")."""
+    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    if "\\u" in text:  # only an escape can smuggle in a lone surrogate
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds a lone surrogate") from None
+    return value
 
 
 def dumps(value: Any) -> str:
