@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PROTO_SRC := protos/session_authority/v1/session_service.proto
 GEN_DIR   := client/session_authority/v1
 
-.PHONY: run test fuzz lint format proto proto-check buf-lint bench bench-smoke bench-report bench-scale clean
+.PHONY: run test fuzz demo node-test lint format proto proto-check buf-lint bench bench-smoke bench-report bench-scale clean
 
 # Stamps record which extras are installed, refreshed when pyproject.toml changes.
 $(BIN)/python:
@@ -31,6 +31,15 @@ run: $(VENV)/.server-installed
 
 test: $(VENV)/.dev-installed
 	$(BIN)/pytest
+
+# The whole flow in one command: the authority (SQLite), an orders service protected
+# by SessionInterceptor, and an edge script that logs in, refreshes and revokes.
+demo: $(VENV)/.server-installed
+	$(BIN)/python examples/demo/run.py
+
+# The Node.js client from the same protos, against a real authority it starts.
+node-test: $(VENV)/.server-installed
+	cd examples/node && npm ci --silent --no-audit --no-fund && npm test
 
 # The fuzz test, long: 2000 examples per strategy instead of the suite's 40.
 fuzz: $(VENV)/.dev-installed
