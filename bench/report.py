@@ -137,9 +137,13 @@ def floors_tables(results: dict[str, Any]) -> str:
                 [[a, f["sign_us"], f["verify_us"]] for a, f in found["crypto"].items()],
             )
         )
+    label = {
+        "sqlite": f"sqlite3, WAL, synchronous={found.get('sqlite', {}).get('synchronous', '?')}",
+        "postgresql": "asyncpg pool, 64 in flight",
+    }
     storage = [
         [
-            backend,
+            label[backend],
             found[backend]["insert_us"],
             found[backend]["select_us"],
             found[backend]["update_us"],

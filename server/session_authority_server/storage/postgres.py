@@ -41,6 +41,7 @@ _LOCK_SIGNING_KEYS = 0x5A_0002
 _LOCK_SECRETS = 0x5A_0003
 _LOCK_PURGE = 0x5A_0004
 _LOCK_REVOCATION_LOG = 0x5A_0005
+_LOCK_USER_SESSIONS = 0x5A_0006
 
 # What a lost or refused connection, a restart or a timeout looks like.
 _UNAVAILABLE = (
@@ -193,10 +194,16 @@ class PostgresStore:
         async def work(conn: asyncpg.Connection) -> list[str]:
             evicted: list[tuple[str, str]] = []
             if max_sessions_per_user > 0:
-                # Lock the user's live rows so that concurrent creates count alike.
+                # One login of a user at a time counts and evicts: row locks alone
+                # would not see sessions another login inserts meanwhile.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                    _LOCK_USER_SESSIONS,
+                    row.user_id,
+                )
                 live = await conn.fetch(
                     "SELECT handle FROM sessions WHERE user_id = $1 AND expires_ms > $2 "
-                    "ORDER BY created_ms, handle FOR UPDATE",
+                    "ORDER BY created_ms, handle",
                     row.user_id,
                     row.created_ms,
                 )
