@@ -142,14 +142,12 @@ JSON_STRINGS = st.one_of(
     st.sampled_from(["\ud800", "\udfff", "a\udc80b", "\ud83d\ude00", "\x00", "\u2028", "ß水🙂"]),
     st.lists(LONE_SURROGATES | st.characters(), min_size=1, max_size=4).map("".join),
 )
+# Numbers JSON allows but Python's json module would never write: valid, yet odd.
 NUMBER_LITERALS = st.one_of(
     st.sampled_from(
         [
-            "0",
             "-0",
             "-0.0",
-            "1e400",
-            "-1e400",
             "1e-400",
             "1E+2",
             "1.7976931348623157e308",
@@ -159,10 +157,11 @@ NUMBER_LITERALS = st.one_of(
             "18446744073709551616",
         ]
     ),
+    # Integers past float range, up to Python's 4300-digit parsing limit.
     st.builds(
         lambda sign, digits: sign + "9" * digits,
         st.sampled_from(["", "-"]),
-        st.sampled_from([19, 20, 309, 312, 400, 4300, 4301, 10_000]),
+        st.sampled_from([19, 20, 309, 312, 400, 4300]),
     ),
 )
 JSON_NUMBERS = st.one_of(
@@ -248,6 +247,10 @@ NASTY_JSON = st.sampled_from(
         '{"k":Infinity}',
         '{"k":-Infinity}',
         '{"k":1e999}',
+        '{"k":-1e400}',
+        '{"k":{"v":1,"t":1e400}}',
+        '{"k":' + "9" * 4301 + "}",
+        '{"k":' + "9" * 10_000 + "}",
         ' {"k":1} ',
         '{"k":1}garbage',
         '{"k":1}{"k":2}',
@@ -1048,7 +1051,8 @@ async def fuzz_every_method(
         channel.close()
     if not problems:  # an INTERNAL above is logged too: no need to say it twice
         errors = {
-            f"{r.getMessage()} ({r.exc_info[1]!r})" if r.exc_info else r.getMessage()
+            r.getMessage()
+            + (f" ({type(r.exc_info[1]).__name__})" if r.exc_info and r.exc_info[1] else "")
             for r in caplog.records
             if r.levelno >= logging.ERROR
         }

@@ -15,9 +15,10 @@
 
 The access token comes from ``authorization: Bearer <token>`` metadata, the
 anti-CSRF token from ``anti-csrf``. When verification re-mints the token (a
-claim was refetched), the new one goes back in ``access-token`` initial metadata. Failures end the call the way the authority
-ends its own: UNAUTHENTICATED with reason TRY_REFRESH_TOKEN (refresh and retry)
-or UNAUTHORISED (log in again), PERMISSION_DENIED with INVALID_CLAIMS. Callers
+claim was refetched), the new one goes back in ``access-token`` initial
+metadata. Failures end the call the way the authority ends its own:
+UNAUTHENTICATED with reason TRY_REFRESH_TOKEN (refresh and retry) or
+UNAUTHORISED (log in again), PERMISSION_DENIED with INVALID_CLAIMS. Callers
 attach tokens with :func:`session_metadata` or :func:`session_call_interceptors`.
 """
 
@@ -219,7 +220,7 @@ def _tokens(metadata: Sequence[tuple[str, Any]] | None) -> tuple[str | None, str
 
 # Metadata in which a protected service returns a re-minted access token (after a
 # claim was refetched); SessionCallInterceptor hands it to on_new_access_token.
-NEW_ACCESS_TOKEN_METADATA = "access-token"
+NEW_ACCESS_TOKEN_METADATA = "access-token"  # noqa: S105 (a metadata key, not a secret)
 
 TokenSource = Callable[[], tuple[str | None, str | None]]
 
@@ -250,7 +251,10 @@ class _AttachesSession:
                 self._on_new_access_token(value)
 
 
-class SessionCallInterceptor(_AttachesSession, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class SessionCallInterceptor(
+    _AttachesSession,
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+):
     """Client side: attaches the current access token to every outgoing unary call.
 
     ``tokens`` returns (access_token, anti_csrf_token) at call time, so a caller
