@@ -23,6 +23,7 @@ Run with the default synchronous=FULL (durable across power loss) and with NORMA
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import signal
 import sqlite3
@@ -126,14 +127,20 @@ async def run_load_and_kill(server: ServerProcess) -> Load:
                     reached.cancel()
                     for task in done:
                         task.result()
+                # The next calls are only being sent now: let them reach the server, so
+                # that the kill lands in the middle of its work, at no fixed point.
+                await asyncio.sleep(random.uniform(0.005, 0.05))
                 load.killed = True
                 server.process.send_signal(signal.SIGKILL)
+                # Wait for the exit here, before anything signals the process again:
+                # a second kill would poll (and reap) it behind asyncio's back.
+                returncode = await server.process.wait()
                 await asyncio.gather(*workers)
         finally:
             for task in workers:
                 task.cancel()
             await server.kill()
-    assert server.process.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
     return load
 
 

@@ -79,7 +79,8 @@ FD = pb_descriptor.FieldDescriptor
 FUZZ_SETTINGS = settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
-    database=None if not LONG_RUN else settings.default.database,
+    # The suite keeps no example database; a long run keeps the default one.
+    database=settings().database if LONG_RUN else None,
     print_blob=True,
     suppress_health_check=[
         HealthCheck.too_slow,
@@ -181,11 +182,11 @@ def json_objects(children: st.SearchStrategy[Any]) -> st.SearchStrategy[JsonObje
     )
 
 
-JSON_VALUES = st.recursive(
-    JSON_SCALARS,
-    lambda children: st.lists(children, max_size=6) | json_objects(children),
-    max_leaves=25,
-)
+def json_containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=6) | json_objects(children)
+
+
+JSON_VALUES = st.recursive(JSON_SCALARS, json_containers, max_leaves=25)
 # A claim as the authority stores it: {"v": value, "t": fetched at}, with odd times.
 CLAIM_ENTRIES = st.builds(
     lambda value, fetched: JsonObject((("v", value), ("t", fetched))),
@@ -475,6 +476,7 @@ def value_strategy(
 ) -> st.SearchStrategy[Any]:
     kind = field_descriptor.type
     if kind == FD.TYPE_MESSAGE:
+        assert field_descriptor.message_type is not None
         return message_strategy(field_descriptor.message_type, pool, depth + 1)
     if kind == FD.TYPE_STRING:
         return string_strategy(field_descriptor.name, pool)
@@ -483,6 +485,7 @@ def value_strategy(
     if kind == FD.TYPE_BOOL:
         return st.booleans()
     if kind == FD.TYPE_ENUM:
+        assert field_descriptor.enum_type is not None
         known = [value.number for value in field_descriptor.enum_type.values]
         return st.one_of(st.sampled_from(known), st.integers(-(2**31), 2**31 - 1))
     if kind in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
@@ -625,6 +628,7 @@ def wire_field(
     if kind in (FD.TYPE_STRING, FD.TYPE_BYTES):
         proper = st.builds(length_delimited, st.just(number), STRING_BYTES, LIES)
     elif kind == FD.TYPE_MESSAGE:
+        assert field_descriptor.message_type is not None
         inner = (
             wire_message(field_descriptor.message_type, depth + 1)
             if depth < 3
@@ -723,7 +727,7 @@ def shorten(text: str, limit: int = 600) -> str:
 
 def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        status = rpc_status.from_call(error)
     except ValueError:
         return None
     for detail in status.details if status is not None else ():
