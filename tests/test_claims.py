@@ -1104,3 +1104,12 @@ async def test_raw_claim_rpcs_with_a_protected_key_are_invalid_argument(
     info_after = await client.get_session_information(session.session_handle)
     assert info_after is not None
     assert info_after.custom_claims_in_access_token_payload == {"role": entry("user", clock.ms)}
+
+
+async def test_too_many_validators_in_one_call_are_refused(client: SessionClient) -> None:
+    flag = BooleanClaim("flag", lambda user_id, payload: True)
+    too_many = [flag.validators.is_true(id=f"v{i}") for i in range(65)]
+    with pytest.raises(InvalidArgumentError) as raised:
+        await client.validate_claims_in_jwt_payload("user-1", {}, too_many)
+    assert raised.value.field == "claim_validators"
+    assert await client.validate_claims_in_jwt_payload("user-1", {}, too_many[:64])

@@ -497,3 +497,18 @@ def test_missing_metadata_gives_safe_defaults() -> None:
     assert isinstance(claims, InvalidClaimsError) and claims.invalid_claims == []
     field_error = error_from_wire("INVALID_ARGUMENT", "m", {})
     assert isinstance(field_error, InvalidArgumentError) and field_error.field == ""
+
+
+def test_a_large_invalid_claims_error_stays_within_grpc_metadata_limits() -> None:
+    failures = [
+        ClaimValidationError(f"claim-{i}", {"message": "wrong value", "expectedValue": "x" * 900})
+        for i in range(40)
+    ]
+    metadata = InvalidClaimsError("claims failed", invalid_claims=failures).wire_metadata()
+    text = metadata["claimValidationErrors"]
+    assert len(text) <= 4096
+    back = error_from_wire("INVALID_CLAIMS", "claims failed", metadata)
+    assert isinstance(back, InvalidClaimsError)
+    # The reasons keep their message; the list is cut only when even that is too much.
+    assert back.invalid_claims[0] == ClaimValidationError("claim-0", {"message": "wrong value"})
+    assert len(back.invalid_claims) == 40

@@ -42,6 +42,7 @@ VALIDATOR_KINDS = tuple(_EXPECTED_KEY)
 _LIST_KINDS = (INCLUDES_ALL, INCLUDES_ANY, EXCLUDES_ALL)
 
 MAX_CLAIM_KEY_LENGTH = 128
+_MAX_SAFE_MS = 2**53  # NaN fails the range check too
 
 FetchValue = Callable[[str, dict[str, Any]], Any]
 
@@ -69,7 +70,12 @@ def read_claim(payload: Mapping[str, Any], key: str) -> tuple[bool, Any, int | N
     if not isinstance(entry, dict) or "v" not in entry or entry["v"] is None:
         return False, None, None
     fetched = entry.get("t")
-    if isinstance(fetched, bool) or not isinstance(fetched, int | float):
+    # A time stamp must be a plausible number of ms; anything else counts as none.
+    if (
+        isinstance(fetched, bool)
+        or not isinstance(fetched, int | float)
+        or not -_MAX_SAFE_MS <= fetched <= _MAX_SAFE_MS
+    ):
         return True, entry["v"], None
     return True, entry["v"], int(fetched)
 

@@ -81,6 +81,16 @@ class TokenTheftDetectedError(SessionError):
         )
 
 
+# gRPC peers refuse metadata past 8 KiB by default; the error keeps well below.
+MAX_METADATA_JSON = 4096
+
+
+def _message_only(reason: Any) -> Any:
+    if isinstance(reason, dict) and isinstance(reason.get("message"), str):
+        return {"message": reason["message"][:256]}
+    return None
+
+
 @dataclass(frozen=True)
 class ClaimValidationError:
     """One failed claim validator: its id and SuperTokens' reason object."""
@@ -99,8 +109,19 @@ class InvalidClaimsError(SessionError):
         self.invalid_claims = invalid_claims
 
     def wire_metadata(self) -> dict[str, str]:
+        """The failures as JSON, within what gRPC accepts as metadata: past
+        MAX_METADATA_JSON the reasons keep only their message, then the list is cut."""
         failures = [{"id": c.id, "reason": c.reason} for c in self.invalid_claims]
-        return {"claimValidationErrors": json.dumps(failures, separators=(",", ":"))}
+        text = json.dumps(failures, separators=(",", ":"))
+        if len(text) > MAX_METADATA_JSON:
+            failures = [
+                {"id": f["id"][:128], "reason": _message_only(f["reason"])} for f in failures
+            ]
+            text = json.dumps(failures, separators=(",", ":"))
+            while len(text) > MAX_METADATA_JSON and failures:
+                failures.pop()
+                text = json.dumps(failures, separators=(",", ":"))
+        return {"claimValidationErrors": text}
 
     @classmethod
     def from_wire(cls, message: str, metadata: Mapping[str, str]) -> SessionError:

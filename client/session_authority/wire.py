@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from google.protobuf import any_pb2
@@ -44,6 +44,9 @@ _KIND_FROM_WIRE = {wire: kind for kind, wire in _KIND_TO_WIRE.items()}
 
 # A validator's expected value is small; this bounds what one can make us parse.
 MAX_VALIDATOR_VALUE_BYTES = 16 * 1024
+# Validators in one call: enough for any real policy, and it bounds the size of
+# the failures (and of the INVALID_CLAIMS error) a call can produce.
+MAX_VALIDATORS_PER_CALL = 64
 
 
 def _reject_constant(name: str) -> Any:
@@ -107,7 +110,12 @@ def validator_from_wire(message: pb.ClaimValidator) -> ClaimValidator:
     )
 
 
-def validators_from_wire(messages: Iterable[pb.ClaimValidator]) -> list[ClaimValidator]:
+def validators_from_wire(messages: Sequence[pb.ClaimValidator]) -> list[ClaimValidator]:
+    if len(messages) > MAX_VALIDATORS_PER_CALL:
+        raise InvalidArgumentError(
+            f"at most {MAX_VALIDATORS_PER_CALL} claim validators per call",
+            field="claim_validators",
+        )
     return [validator_from_wire(message) for message in messages]
 
 
