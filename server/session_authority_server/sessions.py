@@ -232,7 +232,7 @@ class SessionManager:
         check_user_id(user_id)
         check_custom_claims(access_token_payload, "access_token_payload_json")
         check_client_metadata(client_ip, user_agent, device)
-        now = self._clock.now_ms()
+        now = self._now()
         absolute_ms = self._settings.session_absolute_lifetime * 1000
         absolute_expiry = now + absolute_ms if absolute_ms else None
         secret = os.urandom(32)
@@ -276,7 +276,7 @@ class SessionManager:
         """Verify an access token; then run the global claim validators, or
         ``claim_validators`` instead when given (the authority cannot refetch:
         fetch functions live with the caller)."""
-        now = self._clock.now_ms()
+        now = self._now()
         payload = await self._verify(access_token, now, check_expiry=True)
         check_anti_csrf(payload, anti_csrf_token, anti_csrf_check)
         if check_database:
@@ -311,7 +311,7 @@ class SessionManager:
             ):
                 raise UnauthorisedError("the anti-CSRF token is missing or does not match")
 
-        now = self._clock.now_ms()
+        now = self._now()
         presented = secret_hash(contents.secret)
         successor = self._refresh_tokens.successor_secret(contents.secret)
         successor_hash = secret_hash(successor)
@@ -417,11 +417,11 @@ class SessionManager:
 
     async def get_all_session_handles_for_user(self, user_id: str) -> list[str]:
         check_user_id(user_id)
-        return await self._store.session_handles_for_user(user_id, self._clock.now_ms())
+        return await self._store.session_handles_for_user(user_id, self._now())
 
     async def get_session_information(self, handle: str) -> SessionRow | None:
         check_session_handle(handle)
-        return await self._store.get_session(handle, self._clock.now_ms())
+        return await self._store.get_session(handle, self._now())
 
     async def update_session_data_in_database(
         self, handle: str, new_session_data: dict[str, Any]
@@ -434,7 +434,7 @@ class SessionManager:
                 return None, False
             return dataclasses.replace(row, session_data=data), True
 
-        return await self._store.update_session(handle, self._clock.now_ms(), decide)
+        return await self._store.update_session(handle, self._now(), decide)
 
     async def merge_into_access_token_payload(self, handle: str, update: dict[str, Any]) -> bool:
         check_session_handle(handle)
@@ -460,11 +460,11 @@ class SessionManager:
             text = dump_within_limit(payload, field, MAX_ACCESS_TOKEN_PAYLOAD_BYTES)
             return dataclasses.replace(row, access_token_payload=text), True
 
-        return await self._store.update_session(handle, self._clock.now_ms(), decide)
+        return await self._store.update_session(handle, self._now(), decide)
 
     async def purge_expired(self, batch_size: int = 1000) -> tuple[int, int]:
         """Delete expired sessions and retired signing keys: (sessions, keys)."""
-        now = self._clock.now_ms()
+        now = self._now()
         sessions = await self._store.purge_expired(now, batch_size)
         # The log keeps a revocation while a token of that session can be valid.
         await self._store.purge_revocations(
@@ -479,14 +479,14 @@ class SessionManager:
     async def set_claim_value(self, handle: str, key: str, value: Any) -> bool:
         check_session_handle(handle)
         check_claim_key(key)
-        entry = claim_entry(value, self._clock.now_ms())
+        entry = claim_entry(value, self._now())
         return await self._merge_into_stored_payload(handle, {key: entry}, "value_json")
 
     async def get_claim_value(self, handle: str, key: str) -> tuple[bool, Any]:
         """(session exists, the claim's value or None)."""
         check_session_handle(handle)
         check_claim_key(key)
-        row = await self._store.get_session(handle, self._clock.now_ms())
+        row = await self._store.get_session(handle, self._now())
         if row is None:
             return False, None
         _, value, _ = read_claim(json.loads(row.access_token_payload), key)
@@ -500,7 +500,7 @@ class SessionManager:
     def validate_claims(
         self, payload: dict[str, Any], validators: Sequence[ClaimValidator]
     ) -> list[ClaimValidationError]:
-        return failures_of(validators, payload, self._clock.now_ms())
+        return failures_of(validators, payload, self._now())
 
     @property
     def global_claim_validators(self) -> tuple[ClaimValidator, ...]:
@@ -521,7 +521,7 @@ class SessionManager:
                 f"validity_seconds must be between 1 and {MAX_JWT_VALIDITY_S}",
                 field="validity_seconds",
             )
-        now_s = self._clock.now_ms() // 1000
+        now_s = self._now() // 1000
         claims = {"iss": self._settings.issuer, **payload, "iat": now_s, "exp": now_s + validity}
         signer = (
             self._keys.static_key
@@ -547,7 +547,7 @@ class SessionManager:
     ) -> RegeneratedToken | None:
         if new_custom_claims is not None:
             check_custom_claims(new_custom_claims, "new_access_token_payload_json")
-        now = self._clock.now_ms()
+        now = self._now()
         old = await self._verify(access_token, now, check_expiry=False)
         new_text = None if new_custom_claims is None else json_text(new_custom_claims)
 
