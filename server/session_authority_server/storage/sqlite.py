@@ -109,10 +109,11 @@ def _transaction(work: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.C
         db.execute("BEGIN IMMEDIATE")
         try:
             result = work(db)
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # a failed COMMIT leaves it open too
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         return result
 
     return run
