@@ -1,7 +1,7 @@
 """The product's storage layer alone, for attributing the gap between an RPC's
 actual CPU and its floor: the same operations the RPCs make, through the
-product's SQLiteStore (aiosqlite) or PostgresStore (asyncpg pool), with 64 calls
-in flight and no gRPC. Process CPU time (the aiosqlite threads included) per
+product's SQLiteStore (writer thread) or PostgresStore (asyncpg pool), with 64 calls
+in flight and no gRPC. Process CPU time (the writer thread included) per
 operation, in µs. Not part of any floor: it shows where the rest goes.
 """
 

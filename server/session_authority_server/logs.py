@@ -1,8 +1,8 @@
 """Log output: plain text for people, or one JSON object a line for collectors.
 
 Nothing here filters secrets: the code never logs a token, hash or key in the
-first place (and silences libraries that would, see storage/sqlite.py); a test
-captures a whole create/refresh/theft run at DEBUG to hold it to that.
+first place, and no library it uses logs statement parameters; a test captures a
+whole create/refresh/theft run at DEBUG to hold it to that.
 """
 
 from __future__ import annotations
