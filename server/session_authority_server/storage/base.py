@@ -50,6 +50,23 @@ def session_values(row: SessionRow) -> tuple[Any, ...]:
     return tuple(getattr(row, f.name) for f in dataclasses.fields(SessionRow))
 
 
+# What update_session may change; identity, owner, creation and metadata never change.
+UPDATABLE_SESSION_COLUMNS = (
+    "refresh_hash",
+    "prev_refresh_hash",
+    "rotated_at_ms",
+    "access_token_payload",
+    "session_data",
+    "expires_ms",
+    "last_refreshed_ms",
+)
+
+
+def updated_values(row: SessionRow) -> tuple[Any, ...]:
+    """The UPDATABLE_SESSION_COLUMNS of a row, in that order."""
+    return tuple(getattr(row, name) for name in UPDATABLE_SESSION_COLUMNS)
+
+
 @dataclass(frozen=True, slots=True)
 class RevocationRow:
     cursor: int

@@ -21,17 +21,24 @@ import asyncpg
 from .base import (
     DELETE,
     SESSION_COLUMNS,
+    UPDATABLE_SESSION_COLUMNS,
     Change,
     RevocationRow,
     SessionRow,
     SigningKeyRow,
     StorageUnavailable,
     session_values,
+    updated_values,
 )
 from .migrations import migrations
 
 T = TypeVar("T")
 
+_UPDATE_SESSION = (
+    "UPDATE sessions SET "
+    + ", ".join(f"{name} = ${i + 1}" for i, name in enumerate(UPDATABLE_SESSION_COLUMNS))
+    + f" WHERE handle = ${len(UPDATABLE_SESSION_COLUMNS) + 1}"
+)
 _SESSION_PLACEHOLDERS = ", ".join(f"${i + 1}" for i in range(SESSION_COLUMNS.count(",") + 1))
 _KEY_COLUMNS = "kid, algorithm, private_key, created_ms, signs_from_ms"
 
@@ -250,19 +257,7 @@ class PostgresStore:
                 await conn.execute("DELETE FROM sessions WHERE handle = $1", handle)
                 await _log_revocations(conn, [(handle, current.user_id)], now_ms)
             elif isinstance(change, SessionRow):
-                await conn.execute(
-                    "UPDATE sessions SET refresh_hash = $1, prev_refresh_hash = $2, "
-                    "rotated_at_ms = $3, access_token_payload = $4, session_data = $5, "
-                    "expires_ms = $6, last_refreshed_ms = $7 WHERE handle = $8",
-                    change.refresh_hash,
-                    change.prev_refresh_hash,
-                    change.rotated_at_ms,
-                    change.access_token_payload,
-                    change.session_data,
-                    change.expires_ms,
-                    change.last_refreshed_ms,
-                    handle,
-                )
+                await conn.execute(_UPDATE_SESSION, *updated_values(change), handle)
             return result
 
         return await self._transaction(work)

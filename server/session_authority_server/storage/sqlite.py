@@ -23,17 +23,24 @@ from typing import Any, TypeVar
 from .base import (
     DELETE,
     SESSION_COLUMNS,
+    UPDATABLE_SESSION_COLUMNS,
     Change,
     RevocationRow,
     SessionRow,
     SigningKeyRow,
     StorageUnavailable,
     session_values,
+    updated_values,
 )
 from .migrations import migrations
 
 T = TypeVar("T")
 
+_UPDATE_SESSION = (
+    "UPDATE sessions SET "
+    + ", ".join(f"{name} = ?" for name in UPDATABLE_SESSION_COLUMNS)
+    + " WHERE handle = ?"
+)
 _SESSION_PLACEHOLDERS = ", ".join("?" * (SESSION_COLUMNS.count(",") + 1))
 _KEY_COLUMNS = "kid, algorithm, private_key, created_ms, signs_from_ms"
 _BUSY_TIMEOUT_MS = 5000
@@ -266,21 +273,7 @@ class SQLiteStore:
                 db.execute("DELETE FROM sessions WHERE handle = ?", (handle,))
                 _log_revocations(db, [(handle, current.user_id)], now_ms)
             elif isinstance(change, SessionRow):
-                db.execute(
-                    "UPDATE sessions SET refresh_hash = ?, prev_refresh_hash = ?, "
-                    "rotated_at_ms = ?, access_token_payload = ?, session_data = ?, "
-                    "expires_ms = ?, last_refreshed_ms = ? WHERE handle = ?",
-                    (
-                        change.refresh_hash,
-                        change.prev_refresh_hash,
-                        change.rotated_at_ms,
-                        change.access_token_payload,
-                        change.session_data,
-                        change.expires_ms,
-                        change.last_refreshed_ms,
-                        handle,
-                    ),
-                )
+                db.execute(_UPDATE_SESSION, (*updated_values(change), handle))
             return result
 
         return await self._write(work)
