@@ -21,6 +21,7 @@ from session_authority import (
     UnauthorisedError,
 )
 from session_authority_server.app import RunningServer
+from session_authority_server.tokens import JwtMinter
 
 from .conftest import ManualClock
 
@@ -90,6 +91,7 @@ async def test_create_jwt_verifies_with_pyjwt_from_the_jwks(
             "iss": DEFAULT_ISSUER,
             "iat": now_s,
             "exp": now_s + HUNDRED_YEARS_S,
+            "stt": 1,  # SuperTokens' "not a session token"
         }
 
 
@@ -190,9 +192,13 @@ async def test_a_create_jwt_token_is_not_an_access_token(
             "check-database": lambda token: local.get_session(token, check_database=True),
             "regenerate": lambda token: local.regenerate_access_token(token, {"x": 1}),
         }
-        # A JWT that copies a real session's payload, signed by the authority itself.
+        # A JWT that copies a real session's payload is not signed at all (the
+        # interop tests show why: other SDKs would take it for the session).
         copied = {k: v for k, v in payload.items() if k not in ("iat", "exp", "iss")}
-        for body in ({"a": 1}, copied):
+        with pytest.raises(InvalidArgumentError) as raised:
+            await local.create_jwt(copied, use_static_signing_key=use_static_signing_key)
+        assert raised.value.field == "payload_json"
+        for body in ({"a": 1}, {"sub": payload["sub"], "a": 1}):
             token = await local.create_jwt(body, use_static_signing_key=use_static_signing_key)
             for name, attempt in attempts.items():
                 try:
@@ -204,6 +210,29 @@ async def test_a_create_jwt_token_is_not_an_access_token(
         info = await local.get_session_information(session.session_handle)
         assert info is not None
         assert info.custom_claims_in_access_token_payload == {}
+
+
+@pytest.mark.parametrize(
+    ("stt", "accepted"),
+    [(0, True), (1, False), (2, False), (True, False), (False, False), (None, False), ("0", False)],
+)
+async def test_an_access_token_with_a_token_type_other_than_0_is_refused(
+    stt: Any, accepted: bool, server: RunningServer, connect: Connect
+) -> None:
+    """As SuperTokens' SDKs do: "stt" absent or 0 is a session, anything else is not,
+    even in a v5 token the authority's own key signed."""
+    async with connect(server) as local, connect(server, verify_locally=False) as remote:
+        session = await local.create_new_session("user-1")
+        signer = await server.sessions.keys.signer()
+        token = JwtMinter().mint(signer, {**session.access_token_payload, "stt": stt})
+        for client in (local, remote):
+            if accepted:
+                verified = await client.get_session(token)
+                assert verified is not None
+                assert verified.session_handle == session.session_handle
+            else:
+                with pytest.raises(UnauthorisedError):
+                    await client.get_session(token)
 
 
 # --- OpenID discovery --------------------------------------------------------------------------

@@ -41,6 +41,8 @@ PROTECTED_CLAIMS = frozenset(
         "antiCsrfToken",
         "tId",
         "rsub",
+        # SuperTokens' token type: its SDKs refuse a session token with any but 0.
+        "stt",
     }
 )
 
@@ -181,6 +183,9 @@ def _has_session_layout(payload: object) -> bool:
         and isinstance(payload.get("sessionHandle"), str)
         and isinstance(payload.get("refreshTokenHash1"), str)
         and isinstance(payload.get("antiCsrfToken"), str | None)
+        # SuperTokens' token type, checked as its SDKs do: a session has none or 0.
+        and payload.get("stt", 0) == 0
+        and not isinstance(payload.get("stt"), bool)
     )
 
 

@@ -49,6 +49,7 @@ from .tokens import JwtMinter, RefreshTokenCodec, json_text, secret_hash, token_
 from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
     check_client_metadata,
+    check_create_jwt_payload,
     check_custom_claims,
     check_page_size,
     check_session_handle,
@@ -63,6 +64,9 @@ DEFAULT_TENANT = "public"
 # CreateJwt's default validity, as in the reference: 100 years.
 DEFAULT_JWT_VALIDITY_S = 100 * 365 * 24 * 3600
 MAX_JWT_VALIDITY_S = 10 * DEFAULT_JWT_VALIDITY_S
+# The "stt" (token type) of every CreateJwt token, as SuperTokens core marks its
+# own: a session token has none or 0, and SuperTokens' SDKs reject any other.
+NOT_A_SESSION_TOKEN = 1
 # Clock skew allowed to verifiers when deciding that a revoked session's tokens
 # can no longer be valid.
 _SKEW_MS = 60_000
@@ -514,7 +518,15 @@ class SessionManager:
         validity_seconds: int | None,
         use_static_signing_key: bool | None,
     ) -> str:
-        """Sign any payload; ``iat`` and ``exp`` are set here, ``iss`` unless given."""
+        """Sign a payload that is no session token; ``iat``, ``exp`` and ``stt`` are
+        set here, ``iss`` unless given.
+
+        The keys are those of access tokens, and SuperTokens' SDKs tell a session
+        token by its payload: session-layout claims are refused, and ``"stt": 1``
+        (SuperTokens' mark for "not a session token", which its SDKs reject as an
+        access token) is set after the caller's claims.
+        """
+        check_create_jwt_payload(payload, "payload_json")
         validity = DEFAULT_JWT_VALIDITY_S if validity_seconds is None else validity_seconds
         if not 0 < validity <= MAX_JWT_VALIDITY_S:
             raise InvalidArgumentError(
@@ -522,7 +534,13 @@ class SessionManager:
                 field="validity_seconds",
             )
         now_s = self._now() // 1000
-        claims = {"iss": self._settings.issuer, **payload, "iat": now_s, "exp": now_s + validity}
+        claims = {
+            "iss": self._settings.issuer,
+            **payload,
+            "iat": now_s,
+            "exp": now_s + validity,
+            "stt": NOT_A_SESSION_TOKEN,
+        }
         signer = (
             self._keys.static_key
             if use_static_signing_key is None or use_static_signing_key

@@ -59,6 +59,41 @@ def check_custom_claims(payload: dict[str, Any], field: str) -> None:
         )
 
 
+# CreateJwt signs with the keys that sign access tokens (the static key, or the
+# very key that signs them now), and SuperTokens' SDKs and plain JWKS verifiers
+# tell a session token from another JWT by its payload alone (a header without
+# "version" reads as an older access-token version). So a CreateJwt payload may
+# hold no claim of any SuperTokens session layout (v2: userId, userData,
+# expiryTime, timeCreated; v3+: sessionHandle, refreshTokenHash1, ...; v4: tId;
+# v5: rsub), nor "stt", the token type, which the authority sets itself (1: not a
+# session). "sub", "iss", "aud" and the like stay allowed: a plain JWT needs them.
+CREATE_JWT_REFUSED_CLAIMS = frozenset(
+    {
+        "sessionHandle",
+        "refreshTokenHash1",
+        "parentRefreshTokenHash1",
+        "antiCsrfToken",
+        "userId",
+        "userData",
+        "expiryTime",
+        "timeCreated",
+        "tId",
+        "rsub",
+        "stt",
+    }
+)
+
+
+def check_create_jwt_payload(payload: dict[str, Any], field: str = "payload_json") -> None:
+    """Refuse session-layout claims; the message names them, never their values."""
+    refused = sorted(CREATE_JWT_REFUSED_CLAIMS.intersection(payload))
+    if refused:
+        raise InvalidArgumentError(
+            f"{field} sets claims reserved for session tokens: {', '.join(refused)}",
+            field=field,
+        )
+
+
 def check_user_id(user_id: str, field: str = "user_id") -> str:
     if not user_id:
         raise InvalidArgumentError(f"{field} must not be empty", field=field)
