@@ -11,9 +11,10 @@ runs in the client only.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -54,6 +55,8 @@ def check_claim_key(key: object, field_name: str = "claim_key") -> str:
         raise InvalidArgumentError(
             f"a claim key is at most {MAX_CLAIM_KEY_LENGTH} characters", field=field_name
         )
+    if "\0" in key:  # PostgreSQL text cannot hold it: one rule for every store
+        raise InvalidArgumentError("a claim key must not contain U+0000", field=field_name)
     if key in PROTECTED_CLAIMS:
         raise InvalidArgumentError(f"{key!r} is a protected claim", field=field_name)
     return key
@@ -80,31 +83,67 @@ def read_claim(payload: Mapping[str, Any], key: str) -> tuple[bool, Any, int | N
     return True, entry["v"], int(fetched)
 
 
-def _same(a: Any, b: Any) -> bool:
-    # JSON equality as JavaScript's === sees primitives: true is not 1.
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return bool(a == b)
+# Stand-ins that make true and false differ from 1 and 0 (as in JavaScript), and
+# mark containers so that no list or object key equals a scalar.
+_TRUE, _FALSE, _LIST, _OBJECT = object(), object(), object(), object()
 
 
-def _contains(values: Any, item: Any) -> bool:
-    return isinstance(values, list) and any(_same(v, item) for v in values)
+def json_key(value: Any) -> Hashable:
+    """A hashable stand-in for a JSON value: two values have equal keys exactly
+    when they are equal as JSON (true is not 1, 1 is 1.0, an object's key order
+    does not matter). Claim checks compare keys, so a list check costs one pass
+    over each list instead of one comparison per pair of elements."""
+    if value is True:
+        return _TRUE
+    if value is False:
+        return _FALSE
+    if isinstance(value, list):
+        return (_LIST, tuple(json_key(item) for item in value))
+    if isinstance(value, dict):
+        return (_OBJECT, frozenset((key, json_key(item)) for key, item in value.items()))
+    key: Hashable = value  # str, int, float, None: Python's == and hash agree with JSON
+    return key
 
 
-def _matches(kind: str, actual: Any, expected: Any) -> bool:
+class _KeyCache:
+    """Keys of claim values, computed once per call: many validators of one call
+    may look at the same (large) claim value."""
+
+    def __init__(self) -> None:
+        # id -> (the value, kept alive so its id stays its own; its key; its items' keys)
+        self._keys: dict[int, tuple[Any, Hashable, frozenset[Hashable] | None]] = {}
+
+    def _entry(self, value: Any) -> tuple[Any, Hashable, frozenset[Hashable] | None]:
+        entry = self._keys.get(id(value))
+        if entry is None:
+            key = json_key(value)
+            items = frozenset(key[1]) if isinstance(value, list) else None  # type: ignore[index]
+            entry = self._keys[id(value)] = (value, key, items)
+        return entry
+
+    def key(self, value: Any) -> Hashable:
+        return self._entry(value)[1]
+
+    def item_keys(self, value: Any) -> frozenset[Hashable]:
+        """The keys of a list's items; a value that is not a list has none."""
+        return self._entry(value)[2] or frozenset()
+
+
+def _matches(validator: ClaimValidator, actual: Any, keys: _KeyCache) -> bool:
+    kind = validator.kind
     if kind == HAS_VALUE:
-        return _same(actual, expected)
+        return keys.key(actual) == validator.expected_key
+    present = keys.item_keys(actual)  # a list check of a non-list sees an empty list
     if kind == INCLUDES:
-        return _contains(actual, expected)
+        return validator.expected_key in present
     if kind == EXCLUDES:
-        return not _contains(actual, expected)
+        return validator.expected_key not in present
+    expected = validator.expected_keys
     if kind == INCLUDES_ALL:
-        return all(_contains(actual, item) for item in expected)
+        return expected <= present
     if kind == INCLUDES_ANY:
-        return any(_contains(actual, item) for item in expected)
-    if kind == EXCLUDES_ALL:
-        return not any(_contains(actual, item) for item in expected)
-    raise ValueError(f"unknown validator kind {kind!r}")
+        return not expected.isdisjoint(present)
+    return expected.isdisjoint(present)  # EXCLUDES_ALL
 
 
 def _now_ms(now_ms: int | None) -> int:
@@ -140,6 +179,12 @@ class ClaimValidator:
             raise InvalidArgumentError(
                 "max_age_in_seconds must be a non-negative whole number", field="max_age_seconds"
             )
+        if not isinstance(self.id, str) or len(self.id) > MAX_CLAIM_KEY_LENGTH or "\0" in self.id:
+            raise InvalidArgumentError(
+                f"a validator id is a string of at most {MAX_CLAIM_KEY_LENGTH} characters "
+                "without U+0000",
+                field="id",
+            )
         if not self.id:
             object.__setattr__(self, "id", self.claim_key)
 
@@ -151,8 +196,23 @@ class ClaimValidator:
             return False
         return fetched < _now_ms(now_ms) - self.max_age_in_seconds * 1000
 
-    def validate(self, payload: Mapping[str, Any], now_ms: int | None = None) -> dict[str, Any]:
-        """``{"is_valid": bool, "reason": dict | None}``, with SuperTokens' reasons."""
+    @functools.cached_property
+    def expected_key(self) -> Hashable:
+        return json_key(self.value)
+
+    @functools.cached_property
+    def expected_keys(self) -> frozenset[Hashable]:
+        return frozenset(json_key(item) for item in self.value)
+
+    def validate(
+        self,
+        payload: Mapping[str, Any],
+        now_ms: int | None = None,
+        *,
+        keys: _KeyCache | None = None,
+    ) -> dict[str, Any]:
+        """``{"is_valid": bool, "reason": dict | None}``, with SuperTokens' reasons.
+        Validators run together share ``keys``, so each claim value is read once."""
         expected_key = _EXPECTED_KEY[self.kind]
         present, actual, fetched = read_claim(payload, self.claim_key)
         if not present:
@@ -167,7 +227,7 @@ class ClaimValidator:
                     "maxAgeInSeconds": self.max_age_in_seconds,
                 }
                 return {"is_valid": False, "reason": reason}
-        if not _matches(self.kind, actual, self.value):
+        if not _matches(self, actual, keys or _KeyCache()):
             reason = {"message": "wrong value", expected_key: self.value, "actualValue": actual}
             return {"is_valid": False, "reason": reason}
         return {"is_valid": True, "reason": None}
@@ -375,8 +435,9 @@ def failures_of(
 ) -> list[ClaimValidationError]:
     """Run built-in validators (synchronous; what the authority runs)."""
     failures = []
+    keys = _KeyCache()
     for validator in validators:
-        result = validator.validate(payload, now_ms)
+        result = validator.validate(payload, now_ms, keys=keys)
         if not result["is_valid"]:
             failures.append(ClaimValidationError(validator.id, result["reason"]))
     return failures
@@ -387,8 +448,12 @@ async def validate_all(
 ) -> list[ClaimValidationError]:
     """Run every validator, built-in or custom (whose validate may be async)."""
     failures = []
+    keys = _KeyCache()
     for validator in validators:
-        result = await _maybe_await(validator.validate(payload, now_ms))
+        if isinstance(validator, ClaimValidator):
+            result = validator.validate(payload, now_ms, keys=keys)
+        else:
+            result = await _maybe_await(validator.validate(payload, now_ms))
         if not result.get("is_valid"):
             failures.append(ClaimValidationError(validator.id, result.get("reason")))
     return failures

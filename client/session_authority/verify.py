@@ -107,13 +107,20 @@ _header_cache: dict[str, tuple[str, str]] = {}
 _HEADER_CACHE_SIZE = 256
 
 
+# Our headers are about 100 characters; a longer one is no token of ours, and
+# parsing it (deeply nested JSON, say) would be work for nothing.
+_MAX_HEADER_SEGMENT_LENGTH = 1024
+
+
 def _read_header(segment: str) -> tuple[str, str]:
     cached = _header_cache.get(segment)
     if cached is not None:
         return cached
+    if len(segment) > _MAX_HEADER_SEGMENT_LENGTH:
+        raise UnauthorisedError(_GARBLED, clear_tokens=False)
     try:
         header = json.loads(b64url_decode(segment))
-    except (ValueError, binascii.Error) as exc:
+    except (ValueError, binascii.Error, RecursionError) as exc:
         raise UnauthorisedError(_GARBLED, clear_tokens=False) from exc
     if not isinstance(header, dict):
         raise UnauthorisedError(_GARBLED, clear_tokens=False)
@@ -164,7 +171,7 @@ def verify_access_token(
         raise TryRefreshTokenError("the access token's signature is invalid")
     try:
         payload = json.loads(b64url_decode(parsed.payload_segment))
-    except (ValueError, binascii.Error) as exc:
+    except (ValueError, binascii.Error, RecursionError) as exc:
         raise UnauthorisedError(_GARBLED, clear_tokens=False) from exc
     if not _has_session_layout(payload):
         raise UnauthorisedError(_GARBLED, clear_tokens=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -42,8 +43,9 @@ _KIND_TO_WIRE = {
 }
 _KIND_FROM_WIRE = {wire: kind for kind, wire in _KIND_TO_WIRE.items()}
 
-# A validator's expected value is small; this bounds what one can make us parse.
-MAX_VALIDATOR_VALUE_BYTES = 16 * 1024
+# The expected values of all validators of one call together (as JSON text). With
+# the 16 KiB payload limit this bounds the work of one call's claim checks.
+MAX_VALIDATOR_VALUES_BYTES = 16 * 1024
 # Validators in one call: enough for any real policy, and it bounds the size of
 # the failures (and of the INVALID_CLAIMS error) a call can produce.
 MAX_VALIDATORS_PER_CALL = 64
@@ -61,11 +63,38 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# Deeper JSON is refused: real payloads are a few levels deep, and every walk over
+# a value (claim checks, serialisation) stays far from Python's recursion limit.
+MAX_JSON_DEPTH = 32
+_BRACKETS_AND_STRINGS = b'[]{}"\\'
+_OTHER_BYTES = bytes(c for c in range(256) if c not in _BRACKETS_AND_STRINGS)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_AS_PARENTHESES = bytes.maketrans(b"[{]}", b"(())")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _nested_deeper_than(text: str, limit: int) -> bool:
+    """Whether valid JSON text nests deeper than limit, found with a few C-speed
+    passes over the text (a walk over the parsed value costs far more)."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    skeleton = text.encode("utf-8", "surrogatepass").translate(None, _OTHER_BYTES)
+    brackets = _JSON_STRING.sub(b"", skeleton).translate(_AS_PARENTHESES)
+    for _ in range(limit):  # each pass removes the innermost level everywhere
+        brackets = brackets.replace(b"()", b"")
+        if not brackets:
+            return False
+    return True
+
+
 def strict_json_loads(text: str) -> Any:
     """json.loads accepting only what JSON can spell back as UTF-8: no NaN, no
-    Infinity, no lone surrogate escapes ("\\ud800")."""
+    Infinity, no lone surrogate escapes ("\\ud800"), and at most MAX_JSON_DEPTH
+    levels of nesting."""
     value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    if "\\u" in text:  # only an escape can smuggle in a lone surrogate
+    if _nested_deeper_than(text, MAX_JSON_DEPTH):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(text):  # only an escape can smuggle in a lone surrogate
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
@@ -93,8 +122,6 @@ def validator_from_wire(message: pb.ClaimValidator) -> ClaimValidator:
     kind = _KIND_FROM_WIRE.get(message.kind)
     if kind is None:
         raise InvalidArgumentError("unknown claim validator kind", field="kind")
-    if len(message.value_json) > MAX_VALIDATOR_VALUE_BYTES:
-        raise InvalidArgumentError("validator value is too large", field="value_json")
     try:
         value = strict_json_loads(message.value_json)
     except (ValueError, RecursionError):
@@ -116,11 +143,32 @@ def validators_from_wire(messages: Sequence[pb.ClaimValidator]) -> list[ClaimVal
             f"at most {MAX_VALIDATORS_PER_CALL} claim validators per call",
             field="claim_validators",
         )
+    if sum(len(message.value_json) for message in messages) > MAX_VALIDATOR_VALUES_BYTES:
+        raise InvalidArgumentError(
+            f"the values of one call's claim validators are at most "
+            f"{MAX_VALIDATOR_VALUES_BYTES} bytes together",
+            field="claim_validators",
+        )
     return [validator_from_wire(message) for message in messages]
 
 
 def failures_to_wire(failures: Iterable[ClaimValidationError]) -> list[pb.ClaimValidationError]:
-    return [pb.ClaimValidationError(id=f.id, reason_json=dumps(f.reason)) for f in failures]
+    # Several failures of one call often quote the same (possibly large) claim value:
+    # each value is serialised once.
+    texts: dict[int, tuple[Any, str]] = {}
+
+    def text(value: Any) -> str:
+        cached = texts.get(id(value))
+        if cached is None:
+            cached = texts[id(value)] = (value, dumps(value))
+        return cached[1]
+
+    def reason_text(reason: Any) -> str:
+        if not isinstance(reason, dict):
+            return dumps(reason)
+        return "{" + ",".join(f"{dumps(key)}:{text(value)}" for key, value in reason.items()) + "}"
+
+    return [pb.ClaimValidationError(id=f.id, reason_json=reason_text(f.reason)) for f in failures]
 
 
 def failures_from_wire(messages: Iterable[pb.ClaimValidationError]) -> list[ClaimValidationError]:

@@ -38,6 +38,7 @@ from .storage.base import StorageUnavailable
 from .tokens import json_text
 from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
+    MAX_JWT_PAYLOAD_BYTES,
     MAX_SESSION_DATA_BYTES,
     parse_json_object,
     parse_json_value,
@@ -382,7 +383,7 @@ class SessionServicer:
             "access_token_payload_json",
             MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
         )
-        failures = self._sessions.validate_claims(
+        failures = await self._sessions.validate_claims(
             payload, validators_from_wire(request.claim_validators)
         )
         return pb.ValidateClaimsResponse(invalid_claims=failures_to_wire(failures))
@@ -394,7 +395,7 @@ class SessionServicer:
         payload = parse_json_object(
             request.jwt_payload_json, "jwt_payload_json", MAX_ACCESS_TOKEN_PAYLOAD_BYTES
         )
-        failures = self._sessions.validate_claims(
+        failures = await self._sessions.validate_claims(
             payload, validators_from_wire(request.claim_validators)
         )
         return pb.ValidateClaimsInJwtPayloadResponse(invalid_claims=failures_to_wire(failures))
@@ -414,7 +415,7 @@ class SessionServicer:
         self, request: pb.CreateJwtRequest, context: Context
     ) -> pb.CreateJwtResponse:
         jwt = await self._sessions.create_jwt(
-            parse_json_object(request.payload_json, "payload_json", MAX_SESSION_DATA_BYTES),
+            parse_json_object(request.payload_json, "payload_json", MAX_JWT_PAYLOAD_BYTES),
             request.validity_seconds if request.HasField("validity_seconds") else None,
             (
                 request.use_static_signing_key

@@ -19,7 +19,11 @@ MAX_SESSION_HANDLE_LENGTH = 128
 MAX_HANDLES_PER_CALL = 1000
 # The payload travels inside every access token, on every request: keep it small.
 MAX_ACCESS_TOKEN_PAYLOAD_BYTES = 16 * 1024
-MAX_SESSION_DATA_BYTES = 256 * 1024
+# JSON is parsed and written on the event loop: at 64 KiB that costs about 2 ms,
+# at 256 KiB up to 40 ms, during which no other call is served.
+MAX_SESSION_DATA_BYTES = 64 * 1024
+# A JWT travels in HTTP headers, which proxies cap at 8-16 KiB.
+MAX_JWT_PAYLOAD_BYTES = 16 * 1024
 MAX_CLIENT_IP_LENGTH = 64
 MAX_USER_AGENT_LENGTH = 512
 MAX_DEVICE_LENGTH = 128
@@ -31,12 +35,7 @@ def parse_json_object(text: str, field: str, max_bytes: int) -> dict[str, Any]:
     """A JSON object from request text; empty text is {}."""
     if not text:
         return {}
-    if len(text) > max_bytes or len(text.encode()) > max_bytes:
-        raise InvalidArgumentError(f"{field} is larger than {max_bytes} bytes", field=field)
-    try:
-        value = strict_json_loads(text)
-    except (ValueError, RecursionError):
-        raise InvalidArgumentError(f"{field} is not valid JSON", field=field) from None
+    value = parse_json_value(text, field, max_bytes)
     if not isinstance(value, dict):
         raise InvalidArgumentError(f"{field} must be a JSON object", field=field)
     return value
@@ -47,8 +46,10 @@ def parse_json_value(text: str, field: str, max_bytes: int) -> Any:
         raise InvalidArgumentError(f"{field} is larger than {max_bytes} bytes", field=field)
     try:
         return strict_json_loads(text)
-    except (ValueError, RecursionError):
-        raise InvalidArgumentError(f"{field} is not valid JSON", field=field) from None
+    except RecursionError:
+        raise InvalidArgumentError(f"{field} is nested too deeply", field=field) from None
+    except ValueError as exc:  # the parser's reason names a position, never content
+        raise InvalidArgumentError(f"{field} is not valid JSON: {exc}", field=field) from None
 
 
 def check_custom_claims(payload: dict[str, Any], field: str) -> None:
