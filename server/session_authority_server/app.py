@@ -22,6 +22,7 @@ from .auth import CallerAuthenticator
 from .clock import Clock, SystemClock
 from .config import ConfigError, Settings, env_name
 from .http import build_http_app, start_http
+from .http_limits import ConnectionLimits
 from .metrics import Metrics
 from .service import SessionServicer, register
 from .sessions import SessionManager
@@ -154,7 +155,13 @@ async def start_server(
                 running.http_runner, running.http_port = await start_http(
                     build_http_app(sessions, store, metrics),
                     settings.http_listen,
+                    limits=ConnectionLimits(
+                        header_timeout=settings.http_header_timeout,
+                        idle_timeout=settings.http_idle_timeout,
+                        max_connections=settings.http_max_connections,
+                    ),
                     reuse_port=reuse_port,
+                    on_reject=metrics.http_connections_rejected.inc,
                 )
             except OSError as error:
                 await server.stop(None)

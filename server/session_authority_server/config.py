@@ -59,6 +59,14 @@ class Settings:
     log_format: str = "text"
     # The HTTP side: JWKS, discovery, health and metrics ("" turns it off).
     http_listen: str = "127.0.0.1:3567"
+    # Its connections (see http_limits.py): a new one must send a request head within
+    # the header timeout; one with no request in progress is closed after the idle
+    # timeout (longer than the 60 s of common proxies, which must close first);
+    # connections beyond the cap are closed at once (it leaves room for gRPC and the
+    # database within the usual limit of 1024 open files; raise both together).
+    http_header_timeout: int = 10
+    http_idle_timeout: int = 75
+    http_max_connections: int = 512
     # Callers authenticate with one of these (several, so keys can be rotated).
     api_keys: tuple[str, ...] = ()
     # Without API keys only loopback callers are served, unless this is set.
@@ -108,6 +116,9 @@ _DURATIONS = {
     "signing_key_rotation",
     "refresh_grace_period",
     "shutdown_grace",
+    "http_header_timeout",
+    "http_idle_timeout",
+    "http_max_connections",
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "anti_csrf": ANTI_CSRF_MODES,

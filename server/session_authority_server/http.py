@@ -4,10 +4,13 @@ None of it needs an API key; none of it reveals a secret."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
+from .http_limits import ConnectionLimiter, ConnectionLimits
 from .metrics import Metrics
 from .sessions import SessionManager
 from .storage import SessionStore, StorageUnavailable
@@ -57,13 +60,53 @@ def build_http_app(
     return app
 
 
+class _LimitedSite(web.BaseSite):
+    """A TCP site whose connections go through a ConnectionLimiter."""
+
+    __slots__ = ("_host", "_limiter", "_port", "_reuse_port")
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        limiter: ConnectionLimiter,
+        *,
+        reuse_port: bool,
+    ) -> None:
+        super().__init__(runner)
+        self._host, self._port, self._reuse_port = host, port, reuse_port
+        self._limiter = limiter
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        self._server = await asyncio.get_running_loop().create_server(
+            self._limiter, self._host, self._port, reuse_port=self._reuse_port or None
+        )
+
+
 async def start_http(
-    app: web.Application, listen: str, *, reuse_port: bool = False
+    app: web.Application,
+    listen: str,
+    *,
+    limits: ConnectionLimits,
+    reuse_port: bool = False,
+    on_reject: Callable[[], object] | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Serve the app on host:port (port 0: any free one); returns the bound port."""
+    """Serve the app on host:port (port 0: any free one) within the connection
+    limits (see http_limits.py); returns the bound port. on_reject is called for
+    each connection closed by the cap."""
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(app, access_log=None)
+    # aiohttp's keep-alive timeout is the idle timeout: only it knows when a
+    # response has finished.
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_port=reuse_port or None)
+    assert runner.server is not None
+    limiter = ConnectionLimiter(runner.server, limits, on_reject)
+    site = _LimitedSite(runner, host.strip("[]"), int(port), limiter, reuse_port=reuse_port)
     await site.start()
     return runner, int(runner.addresses[0][1])

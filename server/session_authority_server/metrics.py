@@ -47,6 +47,11 @@ class Metrics:
             ["transport"],
             registry=self.registry,
         )
+        self.http_connections_rejected = Counter(
+            "session_authority_http_connections_rejected",
+            "HTTP connections closed on arrival: the connection cap was reached",
+            registry=self.registry,
+        )
 
     def observe_rpc(self, method: str, code: str, seconds: float, response: Any) -> None:
         self.rpcs.labels(method, code).inc()
