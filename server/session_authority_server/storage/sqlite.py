@@ -4,10 +4,12 @@ Every write transaction runs as ONE call on a dedicated writer thread, with its
 own connection, from BEGIN IMMEDIATE to COMMIT (so a second process on the same
 file waits instead of interleaving). That is one thread hop per transaction,
 where a driver that hops per statement (aiosqlite) needs four for a refresh;
-the writer thread also serialises writers, so no lock is needed. Reads are
-indexed point or range lookups of a few rows on their own connection, run on the
-event loop itself: in WAL mode they never wait for a writer, and at ~20 µs they
-cost less than a hop to any thread would. Write transactions are shielded from cancellation: a
+the writer thread also serialises writers, so no lock is needed. Reads of a few
+rows (indexed point or range lookups) run on the event loop itself on their own
+connection: in WAL mode they never wait for a writer, and at ~20 µs they cost
+less than a hop to any thread would. Reads whose size the data decides (all of a
+user's handles, a count) run on a reader thread instead, so that a user with a
+million sessions never holds the loop. Write transactions are shielded from cancellation: a
 caller that gives up mid-refresh never leaves half a rotation behind.
 """
 
@@ -132,6 +134,7 @@ class SQLiteStore:
         self._synchronous = synchronous
         self._writer: _Worker | None = None
         self._reader: sqlite3.Connection | None = None
+        self._scanner: _Worker | None = None
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -142,6 +145,8 @@ class SQLiteStore:
             await self._writer.connect(self.path, self._synchronous)
             applied = await self._when_unlocked(self._initialise)
             self._reader = _connect(self.path, self._synchronous)
+            self._scanner = _Worker("sqlite-reader")
+            await self._scanner.connect(self.path, self._synchronous)
         except sqlite3.Error as exc:
             await self.close()
             raise StorageUnavailable(f"cannot open the SQLite database: {exc}") from exc
@@ -170,10 +175,12 @@ class SQLiteStore:
 
     async def close(self) -> None:
         reader, writer, self._reader, self._writer = self._reader, self._writer, None, None
+        scanner, self._scanner = self._scanner, None
         if reader is not None:
             reader.close()
-        if writer is not None:
-            await writer.close()
+        for worker in (writer, scanner):
+            if worker is not None:
+                await worker.close()
 
     async def ping(self) -> None:
         await self._read("SELECT 1", ())
@@ -218,6 +225,16 @@ class SQLiteStore:
             raise StorageUnavailable("the SQLite store is closed")
         try:
             return _fetchall(reader, sql, params)
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailable(f"SQLite: {exc}") from exc
+
+    async def _scan(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A read of any number of rows, on the reader thread."""
+        scanner = self._scanner
+        if scanner is None:
+            raise StorageUnavailable("the SQLite store is closed")
+        try:
+            return await scanner.run(lambda db: _fetchall(db, sql, params))
         except sqlite3.OperationalError as exc:
             raise StorageUnavailable(f"SQLite: {exc}") from exc
 
@@ -331,7 +348,7 @@ class SQLiteStore:
         return await self._write(work)
 
     async def session_handles_for_user(self, user_id: str, now_ms: int) -> list[str]:
-        rows = await self._read(
+        rows = await self._scan(
             "SELECT handle FROM sessions WHERE user_id = ? AND expires_ms > ? ORDER BY created_ms",
             (user_id, now_ms),
         )
@@ -341,12 +358,15 @@ class SQLiteStore:
         self, user_id: str, now_ms: int, limit: int, before: tuple[int, str] | None
     ) -> tuple[list[SessionRow], int]:
         page = "AND (created_ms, handle) < (?, ?) " if before is not None else ""
+        # The planner would pick the (user_id, expires_ms) index and sort every live
+        # session of the user: ~100 ms on the loop at 200k sessions instead of 1 ms.
         rows = await self._read(
-            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_ms > ? "
+            f"SELECT {SESSION_COLUMNS} FROM sessions INDEXED BY sessions_by_user_created "
+            f"WHERE user_id = ? AND expires_ms > ? "
             f"{page}ORDER BY created_ms DESC, handle DESC LIMIT ?",
             (user_id, now_ms, *(before or ()), limit),
         )
-        total = await self._read(
+        total = await self._scan(
             "SELECT count(*) FROM sessions WHERE user_id = ? AND expires_ms > ?",
             (user_id, now_ms),
         )
