@@ -13,7 +13,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -96,8 +95,8 @@ def nested(depth: int) -> Any:
 
 
 @pytest.fixture
-async def authority(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    async with server_processes({"database_url": f"sqlite:///{tmp_path}/s.db"}) as [server]:
+async def authority(any_database_url: str) -> AsyncIterator[ServerProcess]:
+    async with server_processes({"database_url": any_database_url}) as [server]:
         yield server
 
 
@@ -117,9 +116,7 @@ async def heavy_calls(stub: pb_grpc.SessionServiceStub) -> list[tuple[str, Calla
     """(name, a call) for the worst input of each RPC whose work grows with input."""
     payload = claim_payload(int_list(PAYLOAD_BYTES - 100))
     created = await stub.CreateNewSession(
-        pb.CreateNewSessionRequest(
-            user_id="victim", access_token_payload_json=compact(payload)
-        )
+        pb.CreateNewSessionRequest(user_id="victim", access_token_payload_json=compact(payload))
     )
     access_token = created.access_token.token
     handle = created.session.session_handle
@@ -208,9 +205,7 @@ async def heavy_calls(stub: pb_grpc.SessionServiceStub) -> list[tuple[str, Calla
         ),
         (
             "GetSession with a huge, deeply nested token header",
-            lambda: stub.GetSession(
-                pb.GetSessionRequest(access_token="W" * 100_000 + ".e30.c2ln")
-            ),
+            lambda: stub.GetSession(pb.GetSessionRequest(access_token="W" * 100_000 + ".e30.c2ln")),
         ),
     ]
     return calls
