@@ -249,6 +249,12 @@ class ClaimValidator:
                 f"unknown validator fields: {', '.join(sorted(unknown))}", field="validator"
             )
         kind = spec.get("kind")
+        # The kind first: a misspelt one must be named as such, not as a missing value.
+        kinds = (*VALIDATOR_KINDS, "is_true", "is_false")
+        if kind not in kinds:
+            raise InvalidArgumentError(
+                f"unknown validator kind {kind!r}; one of {', '.join(kinds)}", field="kind"
+            )
         if kind in ("is_true", "is_false"):  # BooleanClaim's shorthands
             return cls(
                 spec.get("claim", ""),

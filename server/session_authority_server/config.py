@@ -1,16 +1,25 @@
 """Settings: defaults, then an optional TOML file, then environment variables.
 
 Environment variables are ``SESSION_AUTHORITY_<NAME>``; TOML keys are the same
-names in lower case without the prefix. Durations are whole seconds. A bad value
-raises :class:`ConfigError` naming the setting, which the CLI prints as one line.
+names in lower case without the prefix. Durations are whole seconds. A bad value,
+an unknown TOML key or an unknown ``SESSION_AUTHORITY_*`` variable raises
+:class:`ConfigError` naming the setting, which the CLI prints as one line.
+
+Not settings, and so never refused: variables starting with one of
+:data:`NOT_SETTINGS_PREFIXES`. They belong to this repository's own harnesses,
+which read them themselves: ``SESSION_AUTHORITY_TEST_POSTGRES_DSN`` (the test
+suite, CI and the benchmarks), ``SESSION_AUTHORITY_TEST_PYTHON`` (the Node.js
+example's tests), ``SESSION_AUTHORITY_FUZZ_EXAMPLES`` (``make fuzz``); ``BENCH_``
+is reserved for the benchmarks. No setting's name starts with these.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +28,7 @@ from session_authority.claims import ClaimValidator
 from session_authority.errors import InvalidArgumentError
 
 ENV_PREFIX = "SESSION_AUTHORITY_"
+NOT_SETTINGS_PREFIXES = tuple(ENV_PREFIX + kind for kind in ("TEST_", "FUZZ_", "BENCH_"))
 
 ANTI_CSRF_MODES = ("NONE", "VIA_TOKEN", "VIA_CUSTOM_HEADER")
 SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA")
@@ -43,7 +53,10 @@ class Settings:
     session_absolute_lifetime: int = 0
     # Creating one more session than this revokes the user's oldest (0: no cap).
     max_sessions_per_user: int = 0
-    issuer: str = "http://127.0.0.1:3567"
+    # The iss of every token and discovery's issuer. Empty: derived at start from
+    # where the HTTP side listens, http://<http_listen host>:<bound port>, so that
+    # jwks_uri is always this authority's own (see derived_issuer).
+    issuer: str = ""
     # How long in-flight RPCs may run on after SIGTERM before they are cancelled.
     shutdown_grace: int = 10
     # FULL: a commit survives power loss. NORMAL: survives a process crash only,
@@ -106,10 +119,7 @@ class Settings:
 
 _DURATIONS = {
     "session_absolute_lifetime",
-    "max_sessions_per_user",
-    "workers",
     "database_statement_timeout",
-    "database_pool_size",
     "cleanup_interval",
     "access_token_validity",
     "refresh_token_validity",
@@ -118,8 +128,8 @@ _DURATIONS = {
     "shutdown_grace",
     "http_header_timeout",
     "http_idle_timeout",
-    "http_max_connections",
 }
+_COUNTS = {"max_sessions_per_user", "workers", "database_pool_size", "http_max_connections"}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "anti_csrf": ANTI_CSRF_MODES,
     "signing_algorithm": SIGNING_ALGORITHMS,
@@ -137,9 +147,70 @@ _ZERO_ALLOWED = {
 }
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
 
+# What each setting does, for `session-authority settings` and the README's table
+# (tests/test_readme.py keeps the two identical).
+DESCRIPTIONS: dict[str, str] = {
+    "listen": "gRPC address, host:port (port 0: any free port)",
+    "database_url": "sqlite:///path (its folder is created on start) "
+    "or postgresql://user:password@host:5432/db",
+    "access_token_validity": "access-token lifetime, seconds",
+    "refresh_token_validity": "idle timeout of a session (100 days): every refresh slides it",
+    "anti_csrf": "NONE, VIA_TOKEN or VIA_CUSTOM_HEADER",
+    "signing_algorithm": "RS256, ES256 or EdDSA",
+    "signing_key_rotation": "signing keys rotate every this many seconds (168 h)",
+    "refresh_grace_period": "seconds in which a just-rotated refresh token "
+    "still returns the same successor",
+    "session_absolute_lifetime": "no refresh extends a session past created + this (0: none)",
+    "max_sessions_per_user": "one more login revokes the user's oldest session (0: no cap)",
+    "issuer": "iss of every token and issuer of discovery; by default http://HOST:PORT "
+    "where the HTTP side listens (HTTP_LISTEN's host, the port it bound)",
+    "shutdown_grace": "on SIGTERM/SIGINT, in-flight RPCs get this long to finish",
+    "sqlite_synchronous": "FULL, or NORMAL: faster, but a power cut may lose the last commits",
+    "database_statement_timeout": "PostgreSQL: no statement runs longer; "
+    "a stuck database answers UNAVAILABLE",
+    "database_pool_size": "PostgreSQL connections per replica",
+    "cleanup_interval": "how often expired sessions and retired signing keys are deleted",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "text, or json: one JSON object a line",
+    "http_listen": "JWKS, discovery, probes and metrics, host:port (empty: no HTTP side)",
+    "http_header_timeout": "a new HTTP connection must send its request head "
+    "within this, or it is closed",
+    "http_idle_timeout": "an HTTP connection with no request in progress is closed after this "
+    "(keep it above your proxies' 60 s)",
+    "http_max_connections": "HTTP connections beyond this are closed on arrival "
+    "(counted in /metrics)",
+    "api_keys": "comma-separated caller keys, 16+ characters each",
+    "allow_remote_without_api_key": "serve non-loopback callers even without API keys",
+    "tls_cert_file": "PEM certificate chain: TLS on the gRPC port (with TLS_KEY_FILE)",
+    "tls_key_file": "PEM private key of that certificate",
+    "tls_client_ca_file": "PEM CA: callers must present a certificate it signed (mTLS)",
+    "master_key": "32 bytes, base64: seals signing keys at rest (AES-256-GCM)",
+    "master_key_file": "a file holding the master key",
+    "workers": "processes serving one port (fixed ports needed)",
+    "global_claim_validators": "validators every get_session runs: a JSON array "
+    '(in TOML, [[global_claim_validators]] tables), e.g. [{"claim": "st-ev", "kind": "is_true"}]',
+}
+
 
 def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
+
+
+def shown_default(name: str) -> str:
+    """A setting's default as `session-authority settings` and the README show it."""
+    value = getattr(Settings(), name)
+    if name == "issuer":
+        return "derived"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value in ("", ()):
+        return "none"
+    return str(value)
+
+
+def _unknown(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"unknown setting{f' (did you mean {close[0]}?)' if close else ''}"
 
 
 def load_settings(
@@ -160,10 +231,22 @@ def load_settings(
             raise ConfigError(f"config file {config_file}: not valid TOML ({exc})") from exc
         for key, value in document.items():
             if key not in FIELD_NAMES:
-                raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
+                raise ConfigError(
+                    f"config file {config_file}: {key!r}: {_unknown(key, FIELD_NAMES)}"
+                )
             raw[key] = (f"{key} in {config_file}", value)
+    environ = environ or {}
+    # A misspelt variable would otherwise be ignored without a word, as a TOML key is not.
+    known = [env_name(name) for name in FIELD_NAMES]
+    for variable in sorted(environ):
+        if (
+            variable.startswith(ENV_PREFIX)
+            and not variable.startswith(NOT_SETTINGS_PREFIXES)
+            and variable not in known
+        ):
+            raise ConfigError(f"{variable}: {_unknown(variable, known)}")
     for name in FIELD_NAMES:
-        value = (environ or {}).get(env_name(name))
+        value = environ.get(env_name(name))
         if value is not None:
             raw[name] = (env_name(name), value)
     for name, value in overrides.items():
@@ -183,19 +266,8 @@ def _parse(name: str, where: str, value: Any) -> Any:
         return _parse_boolean(where, value)
     if name == "api_keys":
         return _parse_api_keys(where, value)
-    if name in _DURATIONS:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a whole number of seconds, got {value!r}")
-        try:
-            seconds = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"{where}: expected a whole number of seconds, got {value!r}"
-            ) from None
-        minimum = 0 if name in _ZERO_ALLOWED else 1
-        if seconds < minimum:
-            raise ConfigError(f"{where}: must be at least {minimum} second(s), got {seconds}")
-        return seconds
+    if name in _DURATIONS or name in _COUNTS:
+        return _parse_whole_number(name, where, value)
     if not isinstance(value, str):
         shown = "" if name in _SECRETS else f", got {value!r}"
         raise ConfigError(f"{where}: expected a string{shown}")
@@ -208,6 +280,24 @@ def _parse(name: str, where: str, value: Any) -> Any:
     if name == "issuer":  # one spelling for iss and discovery (OIDC wants them identical)
         return value.strip().rstrip("/")
     return value.strip()
+
+
+def _parse_whole_number(name: str, where: str, value: Any) -> int:
+    """Durations in seconds, and counts (connections, processes, sessions)."""
+    expected = "a whole number of seconds" if name in _DURATIONS else "a whole number"
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {expected}, got {value!r}") from None
+    if name in _ZERO_ALLOWED:
+        if number < 0:
+            raise ConfigError(f"{where}: must not be negative, got {number}")
+    elif number < 1:
+        least = "1 second" if name in _DURATIONS else "1"
+        raise ConfigError(f"{where}: must be at least {least}, got {number}")
+    return number
 
 
 def _parse_boolean(where: str, value: Any) -> bool:
@@ -271,12 +361,11 @@ def _check(settings: Settings) -> None:
             f"{env_name('refresh_token_validity')}: must be longer than "
             f"{env_name('access_token_validity')}"
         )
-    if not settings.issuer:
-        raise ConfigError(f"{env_name('issuer')}: must not be empty")
     if settings.http_listen:
         host, sep, port = settings.http_listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"{env_name('http_listen')}: expected host:port or empty")
+    _check_issuer(settings)
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         raise ConfigError(f"{env_name('tls_cert_file')} and {env_name('tls_key_file')} go together")
     if settings.tls_client_ca_file and not settings.tls_cert_file:
@@ -295,3 +384,37 @@ def _check(settings: Settings) -> None:
     from .keystore import master_key_bytes  # keystore imports this module
 
     master_key_bytes(settings)
+
+
+# Hosts that name every interface: no verifier can fetch a JWKS from them.
+_EVERY_INTERFACE = {"0.0.0.0", "::", "*"}  # noqa: S104 (names compared, nothing bound)
+
+
+def _check_issuer(settings: Settings) -> None:
+    issuer, http_listen = settings.issuer, settings.http_listen
+    if issuer:
+        scheme, _, rest = issuer.partition("://")
+        if scheme not in ("http", "https") or not rest or rest.startswith("/"):
+            raise ConfigError(f"{env_name('issuer')}: expected an http:// or https:// URL")
+        return
+    # Derived at start from the HTTP side (derived_issuer); these cannot be.
+    if not http_listen:
+        raise ConfigError(
+            f"{env_name('issuer')}: must be set when {env_name('http_listen')} is empty "
+            "(there is no HTTP side to serve the JWKS the issuer points at)"
+        )
+    host = http_listen.rpartition(":")[0].strip("[]")
+    if host in _EVERY_INTERFACE:
+        raise ConfigError(
+            f"{env_name('issuer')}: must be set when {env_name('http_listen')} listens on "
+            f"every interface ({host}): give the URL verifiers reach this authority's "
+            "HTTP side at, e.g. https://auth.example.com"
+        )
+
+
+def derived_issuer(http_listen: str, bound_port: int) -> str:
+    """The default issuer: the HTTP side's own address, with the port it bound."""
+    host = http_listen.rpartition(":")[0]
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{bound_port}"

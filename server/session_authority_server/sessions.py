@@ -555,16 +555,12 @@ class SessionManager:
         return self._minter.mint(signer, claims, access_token=False)
 
     def open_id_discovery_configuration(self) -> dict[str, Any]:
+        """What is true of this authority: who issues its tokens, and where their
+        keys are. It is no OpenID Provider (no authorization endpoint, no ID
+        tokens), so it claims no response or subject types and no ID-token
+        algorithms: a strict OIDC client would be right to reject those."""
         issuer = self._settings.issuer
-        return {
-            "issuer": issuer,
-            "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "id_token_signing_alg_values_supported": sorted(
-                {self._settings.signing_algorithm, self._keys.static_key.algorithm_name}
-            ),
-            "subject_types_supported": ["public"],
-            "response_types_supported": ["id_token"],
-        }
+        return {"issuer": issuer, "jwks_uri": f"{issuer}/.well-known/jwks.json"}
 
     async def regenerate_access_token(
         self, access_token: str, new_custom_claims: dict[str, Any] | None

@@ -14,15 +14,14 @@ import sys
 import time
 from types import FrameType
 
+from .app import check_addresses, open_database
 from .config import ConfigError, Settings, env_name
-from .storage import open_store
 
 log = logging.getLogger(__name__)
 
 
 async def _migrate(settings: Settings) -> None:
-    store = open_store(settings.database_url, **settings.store_options())
-    await store.open()
+    store, _ = await open_database(settings)
     await store.close()
 
 
@@ -32,6 +31,7 @@ def run_workers(settings: Settings, argv: list[str]) -> int:
             f"{env_name('workers')}: several workers need fixed ports "
             f"({env_name('listen')}, {env_name('http_listen')})"
         )
+    check_addresses(settings)  # once, so that a taken port is one line, not one per worker
     asyncio.run(_migrate(settings))
     command = [sys.executable, "-m", "session_authority_server", *argv, "--worker"]
     workers = [subprocess.Popen(command) for _ in range(settings.workers)]  # noqa: S603

@@ -1,8 +1,8 @@
 // The Node.js client against a real authority process, started here on a fresh
 // SQLite file and ephemeral ports (read from its log), and stopped at the end.
 //
-// SESSION_AUTHORITY_PYTHON names the Python that has the authority installed
-// (default: the repository's .venv).
+// SESSION_AUTHORITY_TEST_PYTHON names the Python that has the authority installed
+// (default: the repository's .venv); ../preflight.js checks it first.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -11,15 +11,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import { createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 
 import { AuthorityClient, AuthorityError } from '../authority.js';
+import { PYTHON, preflight } from '../preflight.js';
 
-const PACKAGE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const PYTHON =
-  process.env.SESSION_AUTHORITY_PYTHON || path.resolve(PACKAGE_DIR, '../../.venv/bin/python');
+preflight(); // one line and exit 1 when there is no authority to start
+
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
 
