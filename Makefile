@@ -7,6 +7,14 @@ BIN    := $(VENV)/bin
 PROTO_SRC := protos/session_authority/v1/session_service.proto
 GEN_DIR   := client/session_authority/v1
 
+# The long targets' sizes; .ci/run runs each in miniature through these, e.g.
+# `make fuzz FUZZ_EXAMPLES=5`, `make bench-scale SCALE_ROWS=1000,10000`.
+FUZZ_EXAMPLES    ?= 2000
+SCALE_ROWS       ?= 10000,1000000
+BENCH_ARGS       ?=
+BENCH_RESULTS    ?= bench/results/latest.json
+BENCH_REPORT_DIR ?= docs
+
 .PHONY: run test fuzz demo node-test lint format proto proto-check buf-lint bench bench-smoke bench-report bench-scale clean
 
 # Stamps record which extras are installed, refreshed when pyproject.toml changes.
@@ -21,6 +29,10 @@ $(VENV)/.server-installed: pyproject.toml | $(BIN)/python
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,codegen]'
 	touch $@ $(VENV)/.server-installed
+
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@ $(VENV)/.dev-installed $(VENV)/.server-installed
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
@@ -41,9 +53,9 @@ demo: $(VENV)/.server-installed
 node-test: $(VENV)/.server-installed
 	cd examples/node && npm ci --silent --no-audit --no-fund && npm test
 
-# The fuzz test, long: 2000 examples per strategy instead of the suite's 40.
+# The fuzz test, long: FUZZ_EXAMPLES (2000) examples per strategy instead of the suite's 40.
 fuzz: $(VENV)/.dev-installed
-	SESSION_AUTHORITY_FUZZ_EXAMPLES=2000 $(BIN)/pytest tests/test_fuzz.py -p no:cacheprovider
+	SESSION_AUTHORITY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py -p no:cacheprovider
 
 lint: $(VENV)/.dev-installed buf-lint
 	$(BIN)/ruff check .
@@ -74,25 +86,23 @@ proto-check: $(VENV)/.dev-installed
 # Benchmarks (issue 6): the full run and its table with every target's PASS/FAIL
 # (PostgreSQL when SESSION_AUTHORITY_TEST_POSTGRES_DSN is set), docs/benchmarks.md
 # from its results, and every benchmark briefly for CI (no thresholds).
-bench: $(VENV)/.dev-installed
-	@[ $(VENV)/.bench-installed -nt pyproject.toml ] || \
-		{ $(BIN)/pip install --quiet -e '.[dev,bench]' && touch $(VENV)/.bench-installed; }
-	$(BIN)/python -m bench
+# BENCH_ARGS: options of `python -m bench` (e.g. --phases floors --output FILE);
+# bench-report renders BENCH_RESULTS into BENCH_REPORT_DIR/benchmarks.{md,png}.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-smoke: $(VENV)/.dev-installed
-	@[ $(VENV)/.bench-installed -nt pyproject.toml ] || \
-		{ $(BIN)/pip install --quiet -e '.[dev,bench]' && touch $(VENV)/.bench-installed; }
+bench-smoke: $(VENV)/.bench-installed
 	$(BIN)/python -m bench --smoke
 
-bench-report: $(VENV)/.dev-installed
-	@[ $(VENV)/.bench-installed -nt pyproject.toml ] || \
-		{ $(BIN)/pip install --quiet -e '.[dev,bench]' && touch $(VENV)/.bench-installed; }
-	$(BIN)/python -m bench.report
+bench-report: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.report $(BENCH_RESULTS) --output-dir $(BENCH_REPORT_DIR)
 
-# Index-backed at scale: 10k vs 1M sessions (PostgreSQL when its DSN is set).
+# Index-backed at scale: SCALE_ROWS sessions, 10k vs 1M by default (PostgreSQL too
+# when its DSN is set).
 bench-scale: $(VENV)/.dev-installed
-	$(BIN)/python -m bench.scale --backend sqlite
-	if [ -n "$$SESSION_AUTHORITY_TEST_POSTGRES_DSN" ]; then $(BIN)/python -m bench.scale --backend postgresql; fi
+	$(BIN)/python -m bench.scale --backend sqlite --rows $(SCALE_ROWS)
+	if [ -n "$$SESSION_AUTHORITY_TEST_POSTGRES_DSN" ]; then \
+		$(BIN)/python -m bench.scale --backend postgresql --rows $(SCALE_ROWS); fi
 
 clean:
 	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache

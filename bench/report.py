@@ -463,11 +463,18 @@ def render(results: dict[str, Any], doc: Path = DOC, image: Path = CHART) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description="render docs/benchmarks.md from results")
     parser.add_argument("results", nargs="?", type=Path, default=LATEST)
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=DOC.parent,
+        help="where benchmarks.md and benchmarks.png go (default docs/)",
+    )
     args = parser.parse_args()
     if not args.results.exists():
         raise SystemExit(f"{args.results} does not exist: run `make bench` first")
-    render(json.loads(args.results.read_text()))
-    print(f"wrote {DOC.relative_to(ROOT)} and {CHART.relative_to(ROOT)}")
+    doc, image = args.output_dir / DOC.name, args.output_dir / CHART.name
+    render(json.loads(args.results.read_text()), doc, image)
+    print(f"wrote {doc} and {image}")
 
 
 if __name__ == "__main__":
