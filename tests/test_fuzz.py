@@ -1,4 +1,6 @@
-"""Fuzzing every RPC of SessionService against a real server and a real SQLite file.
+"""Fuzzing every RPC of SessionService against a real server, on a real SQLite file
+and on a real PostgreSQL database (each test runs on both; PostgreSQL is skipped
+without SESSION_AUTHORITY_TEST_POSTGRES_DSN).
 
 Hypothesis builds requests in two families:
 
@@ -6,8 +8,10 @@ Hypothesis builds requests in two families:
   at and past each documented limit, past the gRPC message limit), JSON that is
   valid, claim-shaped, huge, truncated, deeply nested or just nasty (lone
   surrogates, NaN, 4300-digit integers, 1e400), int64 extremes, unknown enum
-  numbers, repeated fields with thousands of items, and real, mangled or freshly
-  minted tokens and handles so that calls get past the first check;
+  numbers, repeated fields with thousands of items, U+0000 in any string (which
+  PostgreSQL text cannot hold), real, mangled or freshly minted tokens and handles
+  so that calls get past the first check, and page tokens that are real, mangled,
+  another user's or forged (positions far past int64);
 - raw: arbitrary bytes as the serialized request, hand-encoded wire messages with
   invalid UTF-8 in string fields, lying lengths, overlong varints, unknown fields
   and nested groups, and valid requests with bytes flipped, inserted or cut.
@@ -155,7 +159,11 @@ NUMBER_LITERALS = st.one_of(
             "5e-324",
             "9007199254740993",
             "-9223372036854775809",
+            "9223372036854775808",
             "18446744073709551616",
+            "1e26",
+            "-1e26",
+            "100000000000000000000000000",
         ]
     ),
     # Integers past float range, up to Python's 4300-digit parsing limit.
@@ -348,6 +356,49 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def with_nul(strings: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """The strings with U+0000 put in somewhere (PostgreSQL text cannot hold it)."""
+    return st.builds(
+        lambda text, at: text[: at % (len(text) + 1)] + "\x00" + text[at % (len(text) + 1) :],
+        strings,
+        st.integers(0, 4096),
+    )
+
+
+# Positions (created_ms) at and past what either store binds as an integer.
+HUGE_POSITIONS = [
+    10**26,
+    -(10**26),
+    2**63 - 1,
+    2**63,
+    -(2**63),
+    -(2**63) - 1,
+    2**64 - 1,
+    2**64,
+]
+POSITIONS = st.one_of(st.sampled_from(HUGE_POSITIONS), st.integers(), st.just(START_MS))
+
+
+def forged_page_tokens(handles: Sequence[str]) -> st.SearchStrategy[str]:
+    """Page tokens the authority never issued: the old unauthenticated JSON layout
+    (base64url of [created_ms, handle]) and the binary one, with made-up MACs."""
+    json_layout = st.builds(
+        lambda position, handle: b64url(json.dumps([position, handle]).encode()),
+        POSITIONS | JSON_NUMBERS.filter(lambda n: not isinstance(n, Literal)),
+        choice(handles) | st.text(max_size=8) | with_nul(choice(handles)),
+    )
+    binary_layout = st.builds(
+        lambda version, position, handle, mac: b64url(
+            bytes([version]) + (position % 2**64).to_bytes(8, "big") + handle + mac
+        ),
+        st.sampled_from([1, 1, 1, 0, 2, 255]),
+        POSITIONS,
+        choice(handles).map(lambda h: uuid.UUID(h).bytes) | st.binary(min_size=16, max_size=16),
+        st.binary(min_size=32, max_size=32),
+    )
+    return json_layout | binary_layout
+
+
 # --- sessions to aim at ------------------------------------------------------------------
 
 
@@ -358,6 +409,8 @@ class Pool:
     sessions: tuple[SessionContainer, ...]
     jwt: str
     kid: str
+    # Genuine ListSessions page tokens, one per pool user (each has one session).
+    page_tokens: tuple[str, ...] = ()
 
     def part(self, name: str, index: int = 0) -> str:
         session = self.sessions[index % len(self.sessions)]
@@ -435,6 +488,7 @@ def string_strategy(name: str, pool: Pool) -> st.SearchStrategy[Any]:
         JSON_TEXT,
         choice(pool_strings),
         mangled(pool_strings),
+        with_nul(st.text(max_size=16) | choice(pool_strings)),
     ]
     specific: list[st.SearchStrategy[Any]] = []
     fresh_payloads = VALID_OBJECTS | NESTED_JSON | NASTY_JSON
@@ -460,14 +514,23 @@ def string_strategy(name: str, pool: Pool) -> st.SearchStrategy[Any]:
             st.builds(Fresh, st.just("session_handle"), fresh_payloads),
             choice(handles),
             st.uuids().map(str),
+            with_nul(choice(handles)),
         ]
     elif name == "user_id":
+        user_ids = [pool.part("user_id", i) for i in range(len(pool.sessions))]
         specific = [
             st.builds(Fresh, st.just("user_id"), fresh_payloads),
-            choice([pool.part("user_id", i) for i in range(len(pool.sessions))]),
+            choice(user_ids),
+            with_nul(choice(user_ids)),
         ]
     elif name in ("claim_key", "id"):
-        specific = [st.sampled_from(CLAIM_KEYS + SOME_PROTECTED_CLAIMS)]
+        keys = st.sampled_from(CLAIM_KEYS + SOME_PROTECTED_CLAIMS)
+        specific = [keys, with_nul(keys)]
+    elif name == "page_token":
+        handles = [pool.part("session_handle", i) for i in range(len(pool.sessions))]
+        specific = [forged_page_tokens(handles)]
+        if pool.page_tokens:
+            specific += [choice(pool.page_tokens), mangled(pool.page_tokens)]
     return st.one_of(*specific, *specific, *generic)
 
 
@@ -955,7 +1018,12 @@ async def create_pool(client: SessionClient) -> Pool:
     ]
     jwt = await client.create_jwt({"sub": "someone"}, use_static_signing_key=False)
     header = json.loads(base64.urlsafe_b64decode(sessions[0].access_token.split(".")[0] + "=="))
-    return Pool(tuple(sessions), jwt, header["kid"])
+    page_tokens = []
+    for session in sessions:  # one session each: a page of one has a next token
+        page = await client.list_sessions(session.user_id, page_size=1)
+        assert page.next_page_token is not None
+        page_tokens.append(page.next_page_token)
+    return Pool(tuple(sessions), jwt, header["kid"], tuple(page_tokens))
 
 
 async def assert_witnesses_intact(client: SessionClient, witnesses: list[Witness]) -> None:
@@ -1088,6 +1156,12 @@ def raw_requests(
         wire_message(method.input_type).map(RawBytes),
         st.builds(Mutated, message_strategy(method.input_type, pool), MUTATIONS),
     )
+
+
+@pytest.fixture
+def database_url(any_database_url: str) -> str:
+    """Both backends: an input PostgreSQL cannot store (NUL, say) must not reach it."""
+    return any_database_url
 
 
 @pytest.fixture

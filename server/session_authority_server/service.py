@@ -40,6 +40,7 @@ from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
     MAX_JWT_PAYLOAD_BYTES,
     MAX_SESSION_DATA_BYTES,
+    check_optional_user_id,
     parse_json_object,
     parse_json_value,
 )
@@ -378,6 +379,7 @@ class SessionServicer:
     ) -> pb.ValidateClaimsResponse:
         # Fetch functions live with the caller, so nothing is refetched here and the
         # payload never changes: access_token_payload_update_json stays absent.
+        check_optional_user_id(request.user_id)
         payload = parse_json_object(
             request.access_token_payload_json,
             "access_token_payload_json",
@@ -392,6 +394,7 @@ class SessionServicer:
     async def ValidateClaimsInJwtPayload(
         self, request: pb.ValidateClaimsInJwtPayloadRequest, context: Context
     ) -> pb.ValidateClaimsInJwtPayloadResponse:
+        check_optional_user_id(request.user_id)
         payload = parse_json_object(
             request.jwt_payload_json, "jwt_payload_json", MAX_ACCESS_TOKEN_PAYLOAD_BYTES
         )
@@ -404,6 +407,7 @@ class SessionServicer:
     async def GetGlobalClaimValidators(
         self, request: pb.GetGlobalClaimValidatorsRequest, context: Context
     ) -> pb.GetGlobalClaimValidatorsResponse:
+        check_optional_user_id(request.user_id)
         return pb.GetGlobalClaimValidatorsResponse(
             claim_validators=[validator_to_wire(v) for v in self._sessions.global_claim_validators]
         )

@@ -33,8 +33,6 @@ from session_authority.errors import (
 )
 from session_authority.verify import (
     PROTECTED_CLAIMS,
-    b64url_decode,
-    b64url_encode,
     check_anti_csrf,
     parse_access_token,
     verify_access_token,
@@ -46,7 +44,14 @@ from .keys import KeyRing
 from .keystore import SecretSealer
 from .revocations import RevocationFeed
 from .storage.base import DELETE, Change, RevocationRow, SessionRow, SessionStore
-from .tokens import JwtMinter, RefreshTokenCodec, json_text, secret_hash, token_hash_hex
+from .tokens import (
+    JwtMinter,
+    PageTokenCodec,
+    RefreshTokenCodec,
+    json_text,
+    secret_hash,
+    token_hash_hex,
+)
 from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
     check_client_metadata,
@@ -126,11 +131,14 @@ class SessionManager:
         keys: KeyRing,
         refresh_tokens: RefreshTokenCodec,
         clock: Clock,
+        *,
+        page_tokens: PageTokenCodec,
     ) -> None:
         self._settings = settings
         self._store = store
         self._keys = keys
         self._refresh_tokens = refresh_tokens
+        self._page_tokens = page_tokens
         self._clock = clock
         self._minter = JwtMinter()
         self._issue_anti_csrf = settings.anti_csrf == "VIA_TOKEN"
@@ -152,7 +160,14 @@ class SessionManager:
             REFRESH_KEY_SECRET, lambda: sealer.seal(os.urandom(32), REFRESH_KEY_SECRET)
         )
         mac_key = sealer.open(stored, REFRESH_KEY_SECRET)
-        return cls(settings, store, keys, RefreshTokenCodec(mac_key), clock)
+        return cls(
+            settings,
+            store,
+            keys,
+            RefreshTokenCodec(mac_key),
+            clock,
+            page_tokens=PageTokenCodec(mac_key),
+        )
 
     @property
     def keys(self) -> KeyRing:
@@ -409,10 +424,20 @@ class SessionManager:
         """A page of the user's live sessions, newest first: (rows, next token, total)."""
         check_user_id(user_id)
         limit = check_page_size(page_size)
-        before = _decode_page_token(page_token) if page_token else None
+        before = None
+        if page_token:
+            # Untrusted input: only a token issued for this user id is a position.
+            before = self._page_tokens.parse(user_id, page_token)
+            if before is None:
+                raise InvalidArgumentError(
+                    "page_token is not one this authority issued for this user_id",
+                    field="page_token",
+                )
         rows, total = await self._store.list_sessions(user_id, self._now(), limit, before)
         next_token = (
-            _encode_page_token(rows[-1].created_ms, rows[-1].handle) if len(rows) == limit else ""
+            self._page_tokens.issue(user_id, rows[-1].created_ms, rows[-1].handle)
+            if len(rows) == limit
+            else ""
         )
         return rows, next_token, total
 
@@ -597,17 +622,3 @@ class SessionManager:
             expiry_s=old["exp"],
         )
         return RegeneratedToken(row.handle, row.user_id, row.tenant_id, payload, token)
-
-
-def _encode_page_token(created_ms: int, handle: str) -> str:
-    return b64url_encode(json_text([created_ms, handle]).encode())
-
-
-def _decode_page_token(token: str) -> tuple[int, str]:
-    try:
-        created_ms, handle = json.loads(b64url_decode(token))
-        if isinstance(created_ms, int) and isinstance(handle, str):
-            return created_ms, handle
-    except (ValueError, TypeError):
-        pass
-    raise InvalidArgumentError("page_token is not one this authority issued", field="page_token")

@@ -13,6 +13,15 @@ detection. Storage keeps only SHA-256(secret). The successor of a secret is
 HMAC(key, "successor" | secret), so a refresh retried within the grace period
 gets the very same successor, and the anti-CSRF token of a pair is derived from
 its secret the same way.
+
+Page token (ListSessions): the position after a page's last session, opaque to
+clients and authenticated the same way:
+
+    base64url( version:1 | created_ms:8 | session handle:16 | HMAC-SHA256:32 )
+
+The MAC also covers the user id the token was issued for (which the token does
+not carry), so a token pages only through that user's sessions. Its key is
+derived from the refresh-token key, never that key itself.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import struct
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -119,3 +129,58 @@ class RefreshTokenCodec:
 
     def anti_csrf_token(self, secret: bytes) -> str:
         return b64url_encode(self._mac(b"anti-csrf:" + secret)[:24])
+
+
+PAGE_TOKEN_VERSION = 1
+_PAGE_TOKEN_KEY_LABEL = b"page-token"
+_POSITION = struct.Struct(">Q")
+_PAGE_TOKEN_BYTES = 1 + _POSITION.size + 16 + _MAC_BYTES
+PAGE_TOKEN_LENGTH = (_PAGE_TOKEN_BYTES * 4 + 2) // 3  # unpadded base64url
+# What both stores can bind as an integer (SQLite INTEGER, PostgreSQL BIGINT).
+_MAX_POSITION_MS = 2**63 - 1
+
+
+class PageTokenCodec:
+    """ListSessions page tokens: (created_ms, session handle) of the last session
+    listed, bound to the user id. Every replica derives the same key from the
+    shared refresh-token key, so each accepts the others' tokens and nothing else."""
+
+    def __init__(self, refresh_token_key: bytes) -> None:
+        # A subkey: the refresh-token key itself MACs nothing but refresh tokens.
+        self._key = hmac.new(refresh_token_key, _PAGE_TOKEN_KEY_LABEL, hashlib.sha256).digest()
+
+    def _mac(self, body: bytes, user_id: str) -> bytes:
+        # body has a fixed length, so body | user id is unambiguous.
+        message = body + user_id.encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def issue(self, user_id: str, created_ms: int, session_handle: str) -> str:
+        if not 0 <= created_ms <= _MAX_POSITION_MS:
+            raise ValueError("created_ms is out of range")
+        body = (
+            bytes([PAGE_TOKEN_VERSION])
+            + _POSITION.pack(created_ms)
+            + uuid.UUID(session_handle).bytes
+        )
+        return b64url_encode(body + self._mac(body, user_id))
+
+    def parse(self, user_id: str, token: str) -> tuple[int, str] | None:
+        """(created_ms, session handle) if the authority issued this token for this
+        user id, else None."""
+        if len(token) != PAGE_TOKEN_LENGTH:
+            return None
+        try:
+            raw = b64url_decode(token)
+        except ValueError:
+            return None
+        if len(raw) != _PAGE_TOKEN_BYTES or raw[0] != PAGE_TOKEN_VERSION:
+            return None
+        if b64url_encode(raw) != token:  # only the canonical spelling of a token is it
+            return None
+        body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+        if not hmac.compare_digest(mac, self._mac(body, user_id)):
+            return None
+        (created_ms,) = _POSITION.unpack_from(body, 1)
+        if created_ms > _MAX_POSITION_MS:  # never issued; refused all the same
+            return None
+        return created_ms, str(uuid.UUID(bytes=body[1 + _POSITION.size :]))

@@ -95,6 +95,15 @@ def check_create_jwt_payload(payload: dict[str, Any], field: str = "payload_json
         )
 
 
+def check_no_nul(text: str, field: str) -> str:
+    """Refuse U+0000 in an identifier. PostgreSQL text cannot hold it (SQLite can):
+    one rule for every store, checked before any storage is touched. Any other
+    character stays allowed, as SuperTokens allows any string."""
+    if "\0" in text:
+        raise InvalidArgumentError(f"{field} must not contain U+0000", field=field)
+    return text
+
+
 def check_user_id(user_id: str, field: str = "user_id") -> str:
     if not user_id:
         raise InvalidArgumentError(f"{field} must not be empty", field=field)
@@ -102,7 +111,13 @@ def check_user_id(user_id: str, field: str = "user_id") -> str:
         raise InvalidArgumentError(
             f"{field} is longer than {MAX_USER_ID_LENGTH} characters", field=field
         )
-    return user_id
+    return check_no_nul(user_id, field)
+
+
+def check_optional_user_id(user_id: str, field: str = "user_id") -> str:
+    """A user id the authority does not use (claim validation: fetching lives with
+    the caller) may be empty; one that is given is held to the usual rules."""
+    return check_user_id(user_id, field) if user_id else user_id
 
 
 def check_session_handle(handle: str, field: str = "session_handle") -> str:
@@ -112,7 +127,7 @@ def check_session_handle(handle: str, field: str = "session_handle") -> str:
         raise InvalidArgumentError(
             f"{field} is longer than {MAX_SESSION_HANDLE_LENGTH} characters", field=field
         )
-    return handle
+    return check_no_nul(handle, field)
 
 
 def check_session_handles(handles: Sequence[str], field: str = "session_handles") -> list[str]:
