@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from session_authority import SessionClient, TryRefreshTokenError
-from session_authority_server.app import RunningServer, purge_periodically
+from session_authority_server.app import RunningServer
 
 from .conftest import ManualClock
 
@@ -31,10 +31,12 @@ async def test_purge_removes_expired_sessions_only(
         clock.advance(DAY_S / 2)  # the old ones are now exactly expired
         assert await client.get_session_information(old[0].session_handle) is None
 
-        removed, _ = await server.sessions.purge_expired(batch_size=2)  # several batches
+        removed, _ = await server.authority.housekeeping.purge_expired(
+            batch_size=2
+        )  # several batches
         assert removed == 5
         assert await client.get_session_information(fresh.session_handle) is not None
-        assert await server.sessions.purge_expired() == (0, 0)
+        assert await server.authority.housekeeping.purge_expired() == (0, 0)
 
 
 async def test_purge_removes_retired_signing_keys(
@@ -58,10 +60,13 @@ async def test_purge_removes_retired_signing_keys(
         clock.advance(3600 + 1)  # the successor has taken over
         second = await client.create_new_session("user-1")
         assert second.access_token.split(".")[0] != first.access_token.split(".")[0]
-        assert await server.sessions.purge_expired() == (0, 0)  # old tokens still live
+        assert await server.authority.housekeeping.purge_expired() == (
+            0,
+            0,
+        )  # old tokens still live
 
         clock.advance(3600 + 61)  # every token the first key signed has expired
-        assert await server.sessions.purge_expired() == (0, 1)
+        assert await server.authority.housekeeping.purge_expired() == (0, 1)
         kids = {key["kid"] for key in (await client.get_jwks())["keys"]}
         assert first_kid not in kids
         assert kids & {k.kid for k in await server.store.signing_keys()}
@@ -88,7 +93,7 @@ async def test_periodic_purge_runs_every_interval_and_survives_failures(
     purged_before = await server.store.purge_expired(clock.ms)
     assert purged_before == 1  # the task below then finds nothing more to do
     with pytest.raises(asyncio.CancelledError):
-        await purge_periodically(server.sessions, 123.0, sleep=fake_sleep)
+        await server.authority.housekeeping.purge_periodically(123.0, sleep=fake_sleep)
     assert ticks == [123.0, 123.0, 123.0]
 
 

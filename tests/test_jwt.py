@@ -228,7 +228,7 @@ async def test_an_access_token_with_a_token_type_other_than_0_is_refused(
     even in a v5 token the authority's own key signed."""
     async with connect(server) as local, connect(server, verify_locally=False) as remote:
         session = await local.create_new_session("user-1")
-        signer = await server.sessions.keys.signer()
+        signer = await server.authority.keys.signer()
         token = JwtMinter().mint(signer, {**session.access_token_payload, "stt": stt})
         for client in (local, remote):
             if accepted:

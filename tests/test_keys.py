@@ -283,7 +283,7 @@ async def test_changing_the_algorithm_on_an_existing_database(
 
 async def test_keys_are_parsed_once(start: Start, clock) -> None:
     server = await start(signing_key_rotation=ROTATION, access_token_validity=HOUR)
-    ring = server.sessions.keys
+    ring = server.authority.keys
     first = await ring.signer()
     assert await ring.signer() is first
     assert await ring.signer() is first

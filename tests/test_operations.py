@@ -249,7 +249,7 @@ async def test_probes(start: Start) -> None:
 async def test_metrics_count_rpcs_sessions_thefts_and_jwks_fetches(
     start: Start, connect: Connect
 ) -> None:
-    server = await start()
+    server = await start(max_sessions_per_user=3)
     async with connect(server) as client:
         stolen = await client.create_new_session("user-a")
         other = await client.create_new_session("user-b")
@@ -263,6 +263,13 @@ async def test_metrics_count_rpcs_sessions_thefts_and_jwks_fetches(
         assert await client.revoke_session("no-such-handle") is False
         with pytest.raises(UnauthorisedError):
             await client.refresh_session("not-a-refresh-token")
+        # Revocations by every other cause: sign-out elsewhere, all of a user's, and
+        # the per-user cap (3 sessions; the 4th login evicts the oldest).
+        kept = [await client.create_new_session("user-c") for _ in range(2)]
+        assert len(await client.revoke_other_sessions(kept[0].session_handle)) == 1
+        assert len(await client.revoke_all_sessions_for_user("user-c")) == 1
+        for _ in range(4):
+            await client.create_new_session("user-d")
         await client.get_jwks()
     status, headers, _ = await http_get(server, "/.well-known/jwks.json")
     assert status == 200
@@ -273,7 +280,7 @@ async def test_metrics_count_rpcs_sessions_thefts_and_jwks_fetches(
     found = samples(text)
 
     rpcs = "session_authority_rpcs_total"
-    assert sample(found, rpcs, method="CreateNewSession", code="OK") == 2
+    assert sample(found, rpcs, method="CreateNewSession", code="OK") == 8
     assert sample(found, rpcs, method="RefreshSession", code="OK") == 2
     assert sample(found, rpcs, method="RefreshSession", code="PERMISSION_DENIED") == 1
     assert sample(found, rpcs, method="RefreshSession", code="UNAUTHENTICATED") == 1
@@ -281,14 +288,16 @@ async def test_metrics_count_rpcs_sessions_thefts_and_jwks_fetches(
     assert sample(found, rpcs, method="GetJwks", code="OK") == 1
 
     duration = "session_authority_rpc_duration_seconds"
-    assert sample(found, f"{duration}_count", method="CreateNewSession", code="OK") == 2
+    assert sample(found, f"{duration}_count", method="CreateNewSession", code="OK") == 8
     assert sample(found, f"{duration}_count", method="RefreshSession", code="OK") == 2
-    assert sample(found, f"{duration}_bucket", method="CreateNewSession", code="OK", le="+Inf") == 2
+    assert sample(found, f"{duration}_bucket", method="CreateNewSession", code="OK", le="+Inf") == 8
     assert sample(found, f"{duration}_sum", method="CreateNewSession", code="OK") > 0
 
-    assert sample(found, "session_authority_sessions_created_total") == 2
+    assert sample(found, "session_authority_sessions_created_total") == 8
     assert sample(found, "session_authority_sessions_refreshed_total") == 2
-    assert sample(found, "session_authority_sessions_revoked_total") == 1
+    revoked = "session_authority_sessions_revoked_total"
+    for cause in ("revoke", "theft", "revoke_other", "revoke_all", "cap"):
+        assert sample(found, revoked, cause=cause) == 1, cause
     assert sample(found, "session_authority_token_thefts_detected_total") == 1
     assert sample(found, "session_authority_jwks_fetches_total", transport="grpc") == 1
     assert sample(found, "session_authority_jwks_fetches_total", transport="http") == 1

@@ -279,7 +279,7 @@ async def test_expiry_is_not_a_revocation(
         # Revoking, or purging, an expired session logs nothing.
         assert await client.revoke_session(expiring.session_handle) is False
         assert await client.revoke_all_sessions_for_user("user-1") == []
-        await server.sessions.purge_expired()
+        await server.authority.housekeeping.purge_expired()
         first = await backlog(server)
         assert list(first.revocations) == [] and first.cursor == 0
 
@@ -304,7 +304,7 @@ async def test_purge_drops_log_entries_older_than_one_token_lifetime(
 
         # Exactly one lifetime (plus skew) later the older entry is still needed...
         clock.ms = first_revoked_at + TOKENS_VALID_FOR_MS
-        await server.sessions.purge_expired()
+        await server.authority.housekeeping.purge_expired()
         kept = await backlog(server)
         assert [r.session_handle for r in kept.revocations] == [
             old.session_handle,
@@ -312,13 +312,13 @@ async def test_purge_drops_log_entries_older_than_one_token_lifetime(
         ]
         # ...and a millisecond after that it is gone, the younger one kept.
         clock.advance(0.001)
-        await server.sessions.purge_expired()
+        await server.authority.housekeeping.purge_expired()
         left = await backlog(server)
         assert [r.session_handle for r in left.revocations] == [recent.session_handle]
         assert left.cursor == kept.cursor
 
         clock.advance(1000)
-        await server.sessions.purge_expired()
+        await server.authority.housekeeping.purge_expired()
         empty = await backlog(server)
         assert list(empty.revocations) == []
         # Cursors never go back: a new revocation gets a larger one than any purged.
@@ -533,3 +533,43 @@ async def test_revocation_on_one_replica_reaches_a_watcher_on_the_other(
         f"p99 {p99(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
     )
     assert p99(latencies) < 1.0
+
+
+async def test_a_watch_passes_the_gate_of_every_rpc(start: Start) -> None:
+    """WatchRevocations is authenticated, counted and translated like a unary call:
+    a refused caller gets API_KEY_INVALID, storage going away mid-stream ends it
+    with UNAVAILABLE and STORAGE_UNAVAILABLE, and both are in the metrics."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    def reason(error: grpc.aio.AioRpcError) -> str:
+        status = rpc_status.from_call(error)
+        assert status is not None
+        info = error_details_pb2.ErrorInfo()
+        assert status.details[0].Unpack(info)
+        return info.reason
+
+    server = await start(api_keys="k" * 32)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.SessionServiceStub(channel)
+        refused = stub.WatchRevocations(pb.WatchRevocationsRequest())
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await refused.read()
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert reason(caught.value) == "API_KEY_INVALID"
+
+        call = stub.WatchRevocations(
+            pb.WatchRevocationsRequest(), metadata=[("authorization", f"Bearer {'k' * 32}")]
+        )
+        assert isinstance(await call.read(), pb.WatchRevocationsResponse)  # connected
+        await server.store.close()
+        await server.authority.revocations.notify()  # the watcher reads the log now
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async with asyncio.timeout(2 * READ_TIMEOUT_S):
+                while True:
+                    await call.read()  # a heartbeat at most, then the failure
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert reason(caught.value) == "STORAGE_UNAVAILABLE"
+    text = server.metrics.exposition().decode()
+    assert 'session_authority_rpcs_total{code="UNAUTHENTICATED",method="WatchRevocations"} 1.0' in text
+    assert 'session_authority_rpcs_total{code="UNAVAILABLE",method="WatchRevocations"} 1.0' in text

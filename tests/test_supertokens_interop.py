@@ -199,7 +199,7 @@ async def test_supertokens_python_accepts_sessions_and_rejects_every_create_jwt_
     # signed the way CreateJwt signed it before the fix (no header version, either
     # key, the caller's claims alone) is a session to the SDK; the same token marked
     # "stt": 1 is not, by the mark alone.
-    keys = server.sessions.keys
+    keys = server.authority.keys
     now_s = time.time_ns() // 1_000_000_000
     unguarded = {**ATTACK_PAYLOAD, "iat": now_s, "exp": now_s + 3600}
     minter = JwtMinter()

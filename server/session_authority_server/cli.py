@@ -10,7 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .app import open_database, serve
+from .app import serve
+from .assembly import assemble
 from .clock import SystemClock
 from .config import (
     DESCRIPTIONS,
@@ -21,8 +22,9 @@ from .config import (
     load_settings,
     shown_default,
 )
+from .events import NoObserver
 from .logs import configure_logging
-from .sessions import SessionManager
+from .startup_checks import open_database
 from .storage import StorageUnavailable
 from .workers import run_workers
 
@@ -144,8 +146,8 @@ async def _migrate(settings: Settings) -> None:
 async def _purge_expired(settings: Settings) -> None:
     store, _ = await open_database(settings)
     try:
-        sessions = await SessionManager.start(settings, store, SystemClock())
-        removed, keys = await sessions.purge_expired()
+        authority = await assemble(settings, store, SystemClock(), NoObserver())
+        removed, keys = await authority.housekeeping.purge_expired()
     finally:
         await store.close()
     print(f"removed {removed} expired sessions and {keys} retired signing keys")

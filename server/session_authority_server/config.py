@@ -26,12 +26,16 @@ from typing import Any
 
 from session_authority.claims import ClaimValidator
 from session_authority.errors import InvalidArgumentError
+from session_authority.verify import SUPPORTED_ALGORITHMS
+
+from .sealing import parse_master_key
+from .storage.urls import POSTGRES_PREFIXES, SQLITE_PREFIX
 
 ENV_PREFIX = "SESSION_AUTHORITY_"
 NOT_SETTINGS_PREFIXES = tuple(ENV_PREFIX + kind for kind in ("TEST_", "FUZZ_", "BENCH_"))
 
 ANTI_CSRF_MODES = ("NONE", "VIA_TOKEN", "VIA_CUSTOM_HEADER")
-SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+SIGNING_ALGORITHMS = SUPPORTED_ALGORITHMS  # what every SDK can verify
 SQLITE_SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 
 
@@ -347,11 +351,23 @@ def _parse_validators(where: str, value: Any) -> tuple[ClaimValidator, ...]:
         raise ConfigError(f"{where}: {error.message}") from None
 
 
-def _check(settings: Settings) -> None:
-    host, sep, port = settings.listen.rpartition(":")
+def host_and_port(listen: str) -> tuple[str, int]:
+    """The host (without an IPv6 address's brackets) and port of a host:port
+    setting; ValueError if it is not one."""
+    host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{env_name('listen')}: expected host:port, got {settings.listen!r}")
-    if not settings.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ValueError(f"not host:port: {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def _check(settings: Settings) -> None:
+    try:
+        host_and_port(settings.listen)
+    except ValueError:
+        raise ConfigError(
+            f"{env_name('listen')}: expected host:port, got {settings.listen!r}"
+        ) from None
+    if not settings.database_url.startswith((SQLITE_PREFIX, *POSTGRES_PREFIXES)):
         # The URL itself is not echoed: it may hold a password.
         raise ConfigError(
             f"{env_name('database_url')}: expected sqlite:///path or postgresql://..."
@@ -362,9 +378,10 @@ def _check(settings: Settings) -> None:
             f"{env_name('access_token_validity')}"
         )
     if settings.http_listen:
-        host, sep, port = settings.http_listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ConfigError(f"{env_name('http_listen')}: expected host:port or empty")
+        try:
+            host_and_port(settings.http_listen)
+        except ValueError:
+            raise ConfigError(f"{env_name('http_listen')}: expected host:port or empty") from None
     _check_issuer(settings)
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         raise ConfigError(f"{env_name('tls_cert_file')} and {env_name('tls_key_file')} go together")
@@ -381,9 +398,22 @@ def _check(settings: Settings) -> None:
             f"{env_name('master_key')} and {env_name('master_key_file')}: give one, not both"
         )
     # Checked now, not at first use: a bad key must stop even `migrate`.
-    from .keystore import master_key_bytes  # keystore imports this module
-
     master_key_bytes(settings)
+
+
+def master_key_bytes(settings: Settings) -> bytes | None:
+    """The configured master key, or None; ConfigError if it is malformed."""
+    if settings.master_key:
+        name, text = "master_key", settings.master_key
+    elif settings.master_key_file:
+        name = "master_key_file"
+        text = Path(settings.master_key_file).read_text(encoding="ascii", errors="replace")
+    else:
+        return None
+    try:
+        return parse_master_key(text)
+    except ValueError as error:
+        raise ConfigError(f"{env_name(name)}: {error}") from None
 
 
 # Hosts that name every interface: no verifier can fetch a JWKS from them.
@@ -403,7 +433,7 @@ def _check_issuer(settings: Settings) -> None:
             f"{env_name('issuer')}: must be set when {env_name('http_listen')} is empty "
             "(there is no HTTP side to serve the JWKS the issuer points at)"
         )
-    host = http_listen.rpartition(":")[0].strip("[]")
+    host, _ = host_and_port(http_listen)
     if host in _EVERY_INTERFACE:
         raise ConfigError(
             f"{env_name('issuer')}: must be set when {env_name('http_listen')} listens on "
@@ -414,7 +444,7 @@ def _check_issuer(settings: Settings) -> None:
 
 def derived_issuer(http_listen: str, bound_port: int) -> str:
     """The default issuer: the HTTP side's own address, with the port it bound."""
-    host = http_listen.rpartition(":")[0]
-    if ":" in host and not host.startswith("["):
+    host, _ = host_and_port(http_listen)
+    if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{bound_port}"

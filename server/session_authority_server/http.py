@@ -10,19 +10,18 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from .config import host_and_port
 from .http_limits import ConnectionLimiter, ConnectionLimits
 from .metrics import Metrics
-from .sessions import SessionManager
-from .storage import SessionStore, StorageUnavailable
+from .storage.base import Lifecycle, StorageUnavailable
+from .token_issuer import TokenIssuer
 
 _JSON = "application/json"
 
 
-def build_http_app(
-    sessions: SessionManager, store: SessionStore, metrics: Metrics
-) -> web.Application:
+def build_http_app(tokens: TokenIssuer, store: Lifecycle, metrics: Metrics) -> web.Application:
     async def jwks(request: web.Request) -> web.Response:
-        keys, max_age = await sessions.keys.jwks()
+        keys, max_age = await tokens.keys.jwks()
         metrics.jwks_fetches.labels("http").inc()
         # Caches may keep the set until the next key could start signing.
         return web.Response(
@@ -33,7 +32,7 @@ def build_http_app(
 
     async def discovery(request: web.Request) -> web.Response:
         return web.Response(
-            text=json.dumps(sessions.open_id_discovery_configuration()), content_type=_JSON
+            text=json.dumps(tokens.open_id_discovery_configuration()), content_type=_JSON
         )
 
     async def healthz(request: web.Request) -> web.Response:
@@ -100,13 +99,13 @@ async def start_http(
     """Serve the app on host:port (port 0: any free one) within the connection
     limits (see http_limits.py); returns the bound port. on_reject is called for
     each connection closed by the cap."""
-    host, _, port = listen.rpartition(":")
+    host, port = host_and_port(listen)
     # aiohttp's keep-alive timeout is the idle timeout: only it knows when a
     # response has finished.
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout)
     await runner.setup()
     assert runner.server is not None
     limiter = ConnectionLimiter(runner.server, limits, on_reject)
-    site = _LimitedSite(runner, host.strip("[]"), int(port), limiter, reuse_port=reuse_port)
+    site = _LimitedSite(runner, host, port, limiter, reuse_port=reuse_port)
     await site.start()
     return runner, int(runner.addresses[0][1])

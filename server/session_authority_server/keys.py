@@ -24,13 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from session_authority.verify import ALGORITHMS, VerificationKey
 
 from .clock import Clock
-from .keystore import SecretSealer
-from .storage.base import SessionStore, SigningKeyRow
+from .sealing import SecretSealer
+from .storage.base import KeyStorage, SigningKeyRow
 
 log = logging.getLogger(__name__)
 
-# Clock skew tolerated between replicas and verifiers when retiring keys.
-_SKEW_MS = 60_000
+# Clock skew tolerated between replicas and verifiers: when retiring keys, and
+# when deciding that no token of a revoked session can still be valid.
+CLOCK_SKEW_MS = 60_000
 _UNKNOWN_KID_RELOAD_COOLDOWN_MS = 5_000
 _JWK_PUBLIC_FIELDS = ("kty", "crv", "n", "e", "x", "y")
 
@@ -86,7 +87,7 @@ class SigningKey:
 class KeyRing:
     def __init__(
         self,
-        store: SessionStore,
+        store: KeyStorage,
         clock: Clock,
         *,
         algorithm: str,
@@ -183,7 +184,7 @@ class KeyRing:
         taken_over = min(later, default=None)
         if taken_over is None or taken_over > now:
             return False
-        return now >= taken_over + self._access_validity_ms + _SKEW_MS
+        return now >= taken_over + self._access_validity_ms + CLOCK_SKEW_MS
 
     async def _sync(self, now: int) -> None:
         """Create the first key or a due successor (one writer wins), then adopt."""

@@ -9,8 +9,6 @@ which suits a process that serves the authority."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -18,6 +16,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+
+from .events import RevocationCause
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -39,16 +39,19 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.sessions_created = Counter(
+        self._created = Counter(
             "session_authority_sessions_created", "sessions created", registry=self.registry
         )
-        self.sessions_refreshed = Counter(
+        self._refreshed = Counter(
             "session_authority_sessions_refreshed", "successful refreshes", registry=self.registry
         )
-        self.sessions_revoked = Counter(
-            "session_authority_sessions_revoked", "sessions revoked", registry=self.registry
+        self._revoked = Counter(
+            "session_authority_sessions_revoked",
+            "sessions ended early, by cause (revoke, revoke_all, revoke_other, cap, theft)",
+            ["cause"],
+            registry=self.registry,
         )
-        self.thefts = Counter(
+        self._thefts = Counter(
             "session_authority_token_thefts_detected",
             "refresh-token reuse detected (session revoked)",
             registry=self.registry,
@@ -65,21 +68,23 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_rpc(self, method: str, code: str, seconds: float, response: Any) -> None:
+    def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         self.rpcs.labels(method, code).inc()
         self.latency.labels(method, code).observe(seconds)
-        if code != "OK":
-            return
-        if method == "CreateNewSession":
-            self.sessions_created.inc()
-        elif method == "RefreshSession":
-            self.sessions_refreshed.inc()
-        elif method == "RevokeSession":
-            self.sessions_revoked.inc(1 if response.revoked else 0)
-        elif method in ("RevokeMultipleSessions", "RevokeAllSessionsForUser"):
-            self.sessions_revoked.inc(len(response.revoked_session_handles))
-        elif method == "GetJwks":
-            self.jwks_fetches.labels("grpc").inc()
+
+    # SessionEvents: counted where they happen, whichever call caused them.
+
+    def session_created(self) -> None:
+        self._created.inc()
+
+    def session_refreshed(self) -> None:
+        self._refreshed.inc()
+
+    def sessions_revoked(self, count: int, cause: RevocationCause) -> None:
+        self._revoked.labels(cause.value).inc(count)
+
+    def theft_detected(self) -> None:
+        self._thefts.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

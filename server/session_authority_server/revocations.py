@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from .storage.base import RevocationRow, SessionStore, StorageUnavailable
+from .storage.base import RevocationLog, RevocationRow, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ BATCH = 500
 
 
 class RevocationFeed:
-    def __init__(self, store: SessionStore) -> None:
+    def __init__(self, store: RevocationLog) -> None:
         self._store = store
         self._latest = 0
         self._changed = asyncio.Condition()

@@ -1,40 +1,28 @@
 """The gRPC servicer: protobuf <-> domain translation only.
 
-Each RPC parses its request into Python values, calls the SessionManager and
-builds the response. Errors leave through one place (:func:`_translate_errors`)
-as google.rpc.Status + ErrorInfo, per the table in session_authority.errors.
+Each RPC parses its request into Python values, calls the part of the authority
+that does the work (the recipe, claims, the token issuer) and builds the
+response. Every RPC passes through the gate (rpc_gate.py) on its way in and out.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
-from session_authority.errors import (
-    InternalServerError,
-    InvalidArgumentError,
-    SessionError,
-    StorageUnavailableError,
-    TokenTheftDetectedError,
-    status_code_for,
-)
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.wire import (
     failures_to_wire,
-    rich_status,
     validator_to_wire,
     validators_from_wire,
 )
 
-from .auth import CallerAuthenticator
+from .assembly import Authority
 from .metrics import Metrics
-from .sessions import IssuedToken, SessionManager, SessionTokens
-from .storage.base import StorageUnavailable
+from .rpc_gate import Context, Gated, RpcGate, lenient, server_stream, unary
+from .sessions import SessionTokens
+from .token_issuer import IssuedToken
 from .tokens import json_text
 from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
@@ -44,33 +32,6 @@ from .validation import (
     parse_json_object,
     parse_json_value,
 )
-
-log = logging.getLogger(__name__)
-
-Request = TypeVar("Request")
-R = TypeVar("R")
-Context = Any  # grpc.aio.ServicerContext; grpcio ships no type information
-
-
-async def abort_with_error(context: Context, error: SessionError) -> NoReturn:
-    await context.abort_with_status(rich_status(error))
-    raise AssertionError("abort_with_status returned")
-
-
-class UndecodableRequest:
-    """Stands in for a request whose bytes are not a valid message (bad UTF-8 in a
-    string field, say), so the RPC can answer INVALID_ARGUMENT rather than the
-    INTERNAL that grpcio sends when a deserializer raises."""
-
-
-def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    def deserialize(data: bytes) -> Any:
-        try:
-            return parse(data)
-        except DecodeError:
-            return UndecodableRequest()
-
-    return deserialize
 
 
 def register(servicer: SessionServicer, server: Any) -> None:
@@ -83,7 +44,7 @@ def register(servicer: SessionServicer, server: Any) -> None:
             else grpc.unary_unary_rpc_method_handler
         )(
             getattr(servicer, method.name),
-            request_deserializer=_lenient(getattr(pb, method.input_type.name).FromString),
+            request_deserializer=lenient(getattr(pb, method.input_type.name).FromString),
             response_serializer=getattr(pb, method.output_type.name).SerializeToString,
         )
         for method in service.methods
@@ -91,49 +52,6 @@ def register(servicer: SessionServicer, server: Any) -> None:
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
-
-
-def _translate_errors(
-    method: Callable[[SessionServicer, Request, Context], Awaitable[R]],
-) -> Callable[[SessionServicer, Request, Context], Awaitable[R]]:
-    """The one way in and out of every RPC: caller authentication, malformed
-    requests, metrics, and errors as statuses. Anything unexpected is INTERNAL,
-    logged here with its traceback and sent with a generic message."""
-
-    name = method.__name__
-
-    @functools.wraps(method)
-    async def wrapper(self: SessionServicer, request: Request, context: Context) -> R:
-        started = time.perf_counter()
-        try:
-            self._authenticator.check(context)
-            if isinstance(request, UndecodableRequest):
-                raise InvalidArgumentError(
-                    "the request is not a valid message (a string field is not UTF-8?)",
-                    field="request",
-                )
-            response = await method(self, request, context)
-        except grpc.aio.AbortError:
-            raise
-        except SessionError as error:
-            failure: SessionError = error
-        except StorageUnavailable as error:
-            log.warning("%s: storage unavailable: %s", name, error)
-            failure = StorageUnavailableError("the session store is unavailable; retry later")
-        except Exception:
-            log.exception("%s failed unexpectedly", name)
-            failure = InternalServerError("internal error")
-        else:
-            self._metrics.observe_rpc(name, "OK", time.perf_counter() - started, response)
-            return response
-        self._metrics.observe_rpc(
-            name, status_code_for(failure).name, time.perf_counter() - started, None
-        )
-        if isinstance(failure, TokenTheftDetectedError):
-            self._metrics.thefts.inc()
-        await abort_with_error(context, failure)
-
-    return wrapper
 
 
 def _token(token: IssuedToken) -> pb.Token:
@@ -164,18 +82,16 @@ def _issued(tokens: SessionTokens) -> dict[str, Any]:
     return fields
 
 
-class SessionServicer:
-    def __init__(
-        self,
-        sessions: SessionManager,
-        authenticator: CallerAuthenticator,
-        metrics: Metrics,
-    ) -> None:
-        self._sessions = sessions
-        self._authenticator = authenticator
+class SessionServicer(Gated):
+    def __init__(self, authority: Authority, gate: RpcGate, metrics: Metrics) -> None:
+        self._sessions = authority.sessions
+        self._claims = authority.claims
+        self._tokens = authority.tokens
+        self._revocations = authority.revocations
+        self.gate = gate
         self._metrics = metrics
 
-    @_translate_errors
+    @unary
     async def CreateNewSession(
         self, request: pb.CreateNewSessionRequest, context: Context
     ) -> pb.CreateNewSessionResponse:
@@ -198,7 +114,7 @@ class SessionServicer:
         )
         return pb.CreateNewSessionResponse(**_issued(tokens))
 
-    @_translate_errors
+    @unary
     async def GetSession(
         self, request: pb.GetSessionRequest, context: Context
     ) -> pb.GetSessionResponse:
@@ -225,7 +141,7 @@ class SessionServicer:
             access_token=_token(verified.access_token),
         )
 
-    @_translate_errors
+    @unary
     async def RefreshSession(
         self, request: pb.RefreshSessionRequest, context: Context
     ) -> pb.RefreshSessionResponse:
@@ -236,35 +152,35 @@ class SessionServicer:
         )
         return pb.RefreshSessionResponse(**_issued(tokens))
 
-    @_translate_errors
+    @unary
     async def RevokeSession(
         self, request: pb.RevokeSessionRequest, context: Context
     ) -> pb.RevokeSessionResponse:
         revoked = await self._sessions.revoke_session(request.session_handle)
         return pb.RevokeSessionResponse(revoked=revoked)
 
-    @_translate_errors
+    @unary
     async def RevokeAllSessionsForUser(
         self, request: pb.RevokeAllSessionsForUserRequest, context: Context
     ) -> pb.RevokeAllSessionsForUserResponse:
         handles = await self._sessions.revoke_all_sessions_for_user(request.user_id)
         return pb.RevokeAllSessionsForUserResponse(revoked_session_handles=handles)
 
-    @_translate_errors
+    @unary
     async def RevokeMultipleSessions(
         self, request: pb.RevokeMultipleSessionsRequest, context: Context
     ) -> pb.RevokeMultipleSessionsResponse:
         handles = await self._sessions.revoke_multiple_sessions(list(request.session_handles))
         return pb.RevokeMultipleSessionsResponse(revoked_session_handles=handles)
 
-    @_translate_errors
+    @unary
     async def GetAllSessionHandlesForUser(
         self, request: pb.GetAllSessionHandlesForUserRequest, context: Context
     ) -> pb.GetAllSessionHandlesForUserResponse:
         handles = await self._sessions.get_all_session_handles_for_user(request.user_id)
         return pb.GetAllSessionHandlesForUserResponse(session_handles=handles)
 
-    @_translate_errors
+    @unary
     async def GetSessionInformation(
         self, request: pb.GetSessionInformationRequest, context: Context
     ) -> pb.GetSessionInformationResponse:
@@ -283,7 +199,7 @@ class SessionServicer:
             )
         )
 
-    @_translate_errors
+    @unary
     async def UpdateSessionDataInDatabase(
         self, request: pb.UpdateSessionDataInDatabaseRequest, context: Context
     ) -> pb.UpdateSessionDataInDatabaseResponse:
@@ -295,7 +211,7 @@ class SessionServicer:
         )
         return pb.UpdateSessionDataInDatabaseResponse(updated=updated)
 
-    @_translate_errors
+    @unary
     async def MergeIntoAccessTokenPayload(
         self, request: pb.MergeIntoAccessTokenPayloadRequest, context: Context
     ) -> pb.MergeIntoAccessTokenPayloadResponse:
@@ -309,7 +225,7 @@ class SessionServicer:
         )
         return pb.MergeIntoAccessTokenPayloadResponse(updated=updated)
 
-    @_translate_errors
+    @unary
     async def RegenerateAccessToken(
         self, request: pb.RegenerateAccessTokenRequest, context: Context
     ) -> pb.RegenerateAccessTokenResponse:
@@ -335,30 +251,31 @@ class SessionServicer:
             response.access_token.CopyFrom(_token(result.access_token))
         return response
 
-    @_translate_errors
+    @unary
     async def GetJwks(self, request: pb.GetJwksRequest, context: Context) -> pb.GetJwksResponse:
-        keys, max_age = await self._sessions.keys.jwks()
+        keys, max_age = await self._tokens.keys.jwks()
+        self._metrics.jwks_fetches.labels("grpc").inc()
         return pb.GetJwksResponse(
             keys=[pb.JsonWebKey(**jwk) for jwk in keys], max_age_seconds=max_age
         )
 
     # --- claims ------------------------------------------------------------------------
 
-    @_translate_errors
+    @unary
     async def SetClaimValue(
         self, request: pb.SetClaimValueRequest, context: Context
     ) -> pb.SetClaimValueResponse:
         value = parse_json_value(request.value_json, "value_json", MAX_ACCESS_TOKEN_PAYLOAD_BYTES)
-        updated = await self._sessions.set_claim_value(
+        updated = await self._claims.set_claim_value(
             request.session_handle, request.claim_key, value
         )
         return pb.SetClaimValueResponse(updated=updated)
 
-    @_translate_errors
+    @unary
     async def GetClaimValue(
         self, request: pb.GetClaimValueRequest, context: Context
     ) -> pb.GetClaimValueResponse:
-        exists, value = await self._sessions.get_claim_value(
+        exists, value = await self._claims.get_claim_value(
             request.session_handle, request.claim_key
         )
         response = pb.GetClaimValueResponse(session_exists=exists)
@@ -366,14 +283,14 @@ class SessionServicer:
             response.value_json = json_text(value)
         return response
 
-    @_translate_errors
+    @unary
     async def RemoveClaim(
         self, request: pb.RemoveClaimRequest, context: Context
     ) -> pb.RemoveClaimResponse:
-        updated = await self._sessions.remove_claim(request.session_handle, request.claim_key)
+        updated = await self._claims.remove_claim(request.session_handle, request.claim_key)
         return pb.RemoveClaimResponse(updated=updated)
 
-    @_translate_errors
+    @unary
     async def ValidateClaims(
         self, request: pb.ValidateClaimsRequest, context: Context
     ) -> pb.ValidateClaimsResponse:
@@ -385,12 +302,12 @@ class SessionServicer:
             "access_token_payload_json",
             MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
         )
-        failures = await self._sessions.validate_claims(
+        failures = await self._claims.validate_claims(
             payload, validators_from_wire(request.claim_validators)
         )
         return pb.ValidateClaimsResponse(invalid_claims=failures_to_wire(failures))
 
-    @_translate_errors
+    @unary
     async def ValidateClaimsInJwtPayload(
         self, request: pb.ValidateClaimsInJwtPayloadRequest, context: Context
     ) -> pb.ValidateClaimsInJwtPayloadResponse:
@@ -398,27 +315,27 @@ class SessionServicer:
         payload = parse_json_object(
             request.jwt_payload_json, "jwt_payload_json", MAX_ACCESS_TOKEN_PAYLOAD_BYTES
         )
-        failures = await self._sessions.validate_claims(
+        failures = await self._claims.validate_claims(
             payload, validators_from_wire(request.claim_validators)
         )
         return pb.ValidateClaimsInJwtPayloadResponse(invalid_claims=failures_to_wire(failures))
 
-    @_translate_errors
+    @unary
     async def GetGlobalClaimValidators(
         self, request: pb.GetGlobalClaimValidatorsRequest, context: Context
     ) -> pb.GetGlobalClaimValidatorsResponse:
         check_optional_user_id(request.user_id)
         return pb.GetGlobalClaimValidatorsResponse(
-            claim_validators=[validator_to_wire(v) for v in self._sessions.global_claim_validators]
+            claim_validators=[validator_to_wire(v) for v in self._claims.global_validators]
         )
 
     # --- JWTs and discovery ----------------------------------------------------------------
 
-    @_translate_errors
+    @unary
     async def CreateJwt(
         self, request: pb.CreateJwtRequest, context: Context
     ) -> pb.CreateJwtResponse:
-        jwt = await self._sessions.create_jwt(
+        jwt = await self._tokens.create_jwt(
             parse_json_object(request.payload_json, "payload_json", MAX_JWT_PAYLOAD_BYTES),
             request.validity_seconds if request.HasField("validity_seconds") else None,
             (
@@ -429,11 +346,11 @@ class SessionServicer:
         )
         return pb.CreateJwtResponse(jwt=jwt)
 
-    @_translate_errors
+    @unary
     async def GetOpenIdDiscoveryConfiguration(
         self, request: pb.GetOpenIdDiscoveryConfigurationRequest, context: Context
     ) -> pb.GetOpenIdDiscoveryConfigurationResponse:
-        document = self._sessions.open_id_discovery_configuration()
+        document = self._tokens.open_id_discovery_configuration()
         return pb.GetOpenIdDiscoveryConfigurationResponse(
             issuer=document["issuer"],
             jwks_uri=document["jwks_uri"],
@@ -442,7 +359,7 @@ class SessionServicer:
 
     # --- beyond the recipe ---------------------------------------------------------------
 
-    @_translate_errors
+    @unary
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: Context
     ) -> pb.ListSessionsResponse:
@@ -467,42 +384,30 @@ class SessionServicer:
             total_count=total,
         )
 
-    @_translate_errors
+    @unary
     async def RevokeOtherSessions(
         self, request: pb.RevokeOtherSessionsRequest, context: Context
     ) -> pb.RevokeOtherSessionsResponse:
         handles = await self._sessions.revoke_other_sessions(request.session_handle)
         return pb.RevokeOtherSessionsResponse(revoked_session_handles=handles)
 
+    @server_stream
     async def WatchRevocations(
         self, request: pb.WatchRevocationsRequest, context: Context
     ) -> AsyncIterator[pb.WatchRevocationsResponse]:
-        """A server stream: errors are translated here as in _translate_errors."""
-        try:
-            self._authenticator.check(context)
-            if isinstance(request, UndecodableRequest):
-                raise InvalidArgumentError("the request is not a valid message", field="request")
-            feed = self._sessions.revocations
-            async for rows, cursor in feed.watch(request.after_cursor):
-                yield pb.WatchRevocationsResponse(
-                    revocations=[
-                        pb.Revocation(
-                            session_handle=row.handle,
-                            user_id=row.user_id,
-                            revoked_at_ms=row.revoked_at_ms,
-                            cursor=row.cursor,
-                            access_tokens_valid_until_ms=(
-                                self._sessions.access_tokens_valid_until(row)
-                            ),
-                        )
-                        for row in rows
-                    ],
-                    cursor=cursor,
-                )
-        except SessionError as error:
-            await abort_with_error(context, error)
-        except StorageUnavailable as error:
-            log.warning("WatchRevocations: storage unavailable: %s", error)
-            await abort_with_error(
-                context, StorageUnavailableError("the session store is unavailable; retry later")
+        async for rows, cursor in self._revocations.watch(request.after_cursor):
+            yield pb.WatchRevocationsResponse(
+                revocations=[
+                    pb.Revocation(
+                        session_handle=row.handle,
+                        user_id=row.user_id,
+                        revoked_at_ms=row.revoked_at_ms,
+                        cursor=row.cursor,
+                        access_tokens_valid_until_ms=(
+                            self._sessions.access_tokens_valid_until(row)
+                        ),
+                    )
+                    for row in rows
+                ],
+                cursor=cursor,
             )

@@ -1,61 +1,44 @@
-"""The recipe logic: create, verify, refresh, revoke and update sessions.
+"""The recipe: create, verify, refresh, revoke, list and update sessions.
 
 No protobuf and no SQL here: requests arrive as Python values (already parsed
-by service.py), storage is the SessionStore protocol, time is the injected clock.
+by service.py), storage is the SessionRows contract, time is the injected clock,
+tokens are minted by the TokenIssuer, and what happened is told to the
+SessionEvents observer once it has committed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hmac
 import json
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from session_authority.claims import (
-    ClaimValidator,
-    check_claim_key,
-    claim_entry,
-    failures_of,
-    read_claim,
-)
+from session_authority.claims import ClaimValidator, failures_of
 from session_authority.errors import (
-    ClaimValidationError,
     InvalidArgumentError,
     InvalidClaimsError,
     TokenTheftDetectedError,
     UnauthorisedError,
 )
-from session_authority.verify import (
-    PROTECTED_CLAIMS,
-    check_anti_csrf,
-    parse_access_token,
-    verify_access_token,
-)
+from session_authority.verify import PROTECTED_CLAIMS, check_anti_csrf
 
 from .clock import Clock
 from .config import Settings
-from .keys import KeyRing
-from .keystore import SecretSealer
+from .events import RevocationCause, SessionEvents
+from .keys import CLOCK_SKEW_MS
 from .revocations import RevocationFeed
-from .storage.base import DELETE, Change, RevocationRow, SessionRow, SessionStore
-from .tokens import (
-    JwtMinter,
-    PageTokenCodec,
-    RefreshTokenCodec,
-    json_text,
-    secret_hash,
-    token_hash_hex,
-)
+from .session_claims import validate_claims
+from .storage.base import DELETE, Change, RevocationRow, SessionRow, SessionRows
+from .token_issuer import IssuedToken, TokenIssuer
+from .tokens import PageTokenCodec, RefreshTokenCodec, json_text, secret_hash, token_hash_hex
 from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
     check_client_metadata,
-    check_create_jwt_payload,
     check_custom_claims,
     check_page_size,
     check_session_handle,
@@ -67,24 +50,6 @@ from .validation import (
 log = logging.getLogger(__name__)
 
 DEFAULT_TENANT = "public"
-# CreateJwt's default validity, as in the reference: 100 years.
-DEFAULT_JWT_VALIDITY_S = 100 * 365 * 24 * 3600
-MAX_JWT_VALIDITY_S = 10 * DEFAULT_JWT_VALIDITY_S
-# The "stt" (token type) of every CreateJwt token, as SuperTokens core marks its
-# own: a session token has none or 0, and SuperTokens' SDKs reject any other.
-NOT_A_SESSION_TOKEN = 1
-# Clock skew allowed to verifiers when deciding that a revoked session's tokens
-# can no longer be valid.
-_SKEW_MS = 60_000
-# The name of the stored secret, not the secret.
-REFRESH_KEY_SECRET = "refresh-token-mac-key"  # noqa: S105
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedToken:
-    token: str
-    expiry_ms: int
-    created_time_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,92 +92,31 @@ class SessionManager:
     def __init__(
         self,
         settings: Settings,
-        store: SessionStore,
-        keys: KeyRing,
-        refresh_tokens: RefreshTokenCodec,
+        store: SessionRows,
+        tokens: TokenIssuer,
         clock: Clock,
         *,
+        refresh_tokens: RefreshTokenCodec,
         page_tokens: PageTokenCodec,
+        revocations: RevocationFeed,
+        events: SessionEvents,
     ) -> None:
         self._settings = settings
         self._store = store
-        self._keys = keys
+        self._tokens = tokens
+        self._clock = clock
         self._refresh_tokens = refresh_tokens
         self._page_tokens = page_tokens
-        self._clock = clock
-        self._minter = JwtMinter()
+        self._revocations = revocations
+        self._events = events
         self._issue_anti_csrf = settings.anti_csrf == "VIA_TOKEN"
-        self.revocations = RevocationFeed(store)
-
-    @classmethod
-    async def start(cls, settings: Settings, store: SessionStore, clock: Clock) -> SessionManager:
-        sealer = SecretSealer.from_settings(settings)
-        keys = KeyRing(
-            store,
-            clock,
-            algorithm=settings.signing_algorithm,
-            rotation_ms=settings.signing_key_rotation * 1000,
-            access_token_validity_ms=settings.access_token_validity_ms,
-            sealer=sealer,
-        )
-        await keys.start()
-        stored = await store.secret(
-            REFRESH_KEY_SECRET, lambda: sealer.seal(os.urandom(32), REFRESH_KEY_SECRET)
-        )
-        mac_key = sealer.open(stored, REFRESH_KEY_SECRET)
-        return cls(
-            settings,
-            store,
-            keys,
-            RefreshTokenCodec(mac_key),
-            clock,
-            page_tokens=PageTokenCodec(mac_key),
-        )
-
-    @property
-    def keys(self) -> KeyRing:
-        return self._keys
-
-    # --- tokens -------------------------------------------------------------------
-
-    async def _mint(
-        self,
-        row: SessionRow,
-        custom_claims: dict[str, Any],
-        *,
-        refresh_token_hash: str,
-        anti_csrf_token: str | None,
-        now_ms: int,
-        expiry_s: int | None = None,
-    ) -> tuple[dict[str, Any], IssuedToken]:
-        if expiry_s is None:
-            expiry_ms = now_ms + self._settings.access_token_validity_ms
-            if row.absolute_expires_ms is not None:  # no token outlives its session
-                expiry_ms = min(expiry_ms, row.absolute_expires_ms)
-            expiry_s = expiry_ms // 1000
-        # The v5 layout, in SuperTokens' order; custom claims follow.
-        payload: dict[str, Any] = {
-            "sub": row.user_id,
-            "exp": expiry_s,
-            "iat": now_ms // 1000,
-            "sessionHandle": row.handle,
-            "refreshTokenHash1": refresh_token_hash,
-            "parentRefreshTokenHash1": None,
-            "antiCsrfToken": anti_csrf_token,
-            "tId": row.tenant_id,
-            "rsub": row.user_id,
-            "iss": self._settings.issuer,
-        }
-        payload.update(custom_claims)
-        token = self._minter.mint(await self._keys.signer(), payload)
-        return payload, IssuedToken(token, expiry_s * 1000, now_ms)
 
     async def _issue_pair(
         self, row: SessionRow, secret: bytes, *, anti_csrf: bool, now_ms: int
     ) -> SessionTokens:
         refresh_token = self._refresh_tokens.issue(row.handle, secret, anti_csrf=anti_csrf)
         anti_csrf_token = self._refresh_tokens.anti_csrf_token(secret) if anti_csrf else None
-        payload, access = await self._mint(
+        payload, access = await self._tokens.mint_access_token(
             row,
             json.loads(row.access_token_payload),
             refresh_token_hash=token_hash_hex(refresh_token),
@@ -228,13 +132,6 @@ class SessionManager:
             refresh_token=IssuedToken(refresh_token, row.expires_ms, now_ms),
             anti_csrf_token=anti_csrf_token,
         )
-
-    async def _verify(
-        self, access_token: str, now_ms: int, *, check_expiry: bool
-    ) -> dict[str, Any]:
-        parsed = parse_access_token(access_token)
-        key = await self._keys.verification_key_reloading(parsed.kid)
-        return verify_access_token(parsed, key, now_ms, check_expiry=check_expiry)
 
     # --- the recipe -----------------------------------------------------------------
 
@@ -280,8 +177,9 @@ class SessionManager:
         evicted = await self._store.insert_session(
             row, max_sessions_per_user=self._settings.max_sessions_per_user
         )
+        self._events.session_created()
         if evicted:
-            await self.revocations.notify()
+            await self._revoked(evicted, RevocationCause.CAP)
         return tokens
 
     async def get_session(
@@ -297,7 +195,7 @@ class SessionManager:
         ``claim_validators`` instead when given (the authority cannot refetch:
         fetch functions live with the caller)."""
         now = self._now()
-        payload = await self._verify(access_token, now, check_expiry=True)
+        payload = await self._tokens.verify_access_token(access_token, now, check_expiry=True)
         check_anti_csrf(payload, anti_csrf_token, anti_csrf_check)
         if check_database:
             row = await self._store.get_session(payload["sessionHandle"], now)
@@ -306,7 +204,7 @@ class SessionManager:
         if claim_validators is None:
             failures = failures_of(self._settings.global_claim_validators, payload, now)
         else:
-            failures = await self.validate_claims(payload, claim_validators)
+            failures = await validate_claims(payload, claim_validators, now)
         if failures:
             raise InvalidClaimsError("the session's claims are not valid", invalid_claims=failures)
         return VerifiedSession(
@@ -369,7 +267,8 @@ class SessionManager:
         if outcome is None:
             raise UnauthorisedError("the session does not exist or has expired")
         if isinstance(outcome, _Theft):
-            await self.revocations.notify()
+            self._events.theft_detected()
+            await self._revoked([outcome.row.handle], RevocationCause.THEFT)
             log.warning(
                 "refresh token reuse: session %s of user %s revoked",
                 outcome.row.handle,
@@ -380,12 +279,14 @@ class SessionManager:
                 session_handle=outcome.row.handle,
                 user_id=outcome.row.user_id,
             )
-        return await self._issue_pair(
+        tokens = await self._issue_pair(
             outcome,
             successor,
             anti_csrf=self._issue_anti_csrf and not disable_anti_csrf,
             now_ms=now,
         )
+        self._events.session_refreshed()
+        return tokens
 
     def _sliding_expiry(self, now_ms: int, absolute_expires_ms: int | None) -> int:
         """Idle timeout from now, never past the absolute end of the session."""
@@ -394,25 +295,30 @@ class SessionManager:
 
     async def revoke_session(self, handle: str) -> bool:
         check_session_handle(handle)
-        return bool(await self._revoked(self._store.delete_sessions([handle], self._now())))
+        handles = await self._store.delete_sessions([handle], self._now())
+        return bool(await self._revoked(handles, RevocationCause.REVOKE))
 
     async def revoke_multiple_sessions(self, handles: list[str]) -> list[str]:
         check_session_handles(handles)
-        return await self._revoked(self._store.delete_sessions(handles, self._now()))
+        revoked = await self._store.delete_sessions(handles, self._now())
+        return await self._revoked(revoked, RevocationCause.REVOKE)
 
     async def revoke_all_sessions_for_user(self, user_id: str) -> list[str]:
         check_user_id(user_id)
-        return await self._revoked(self._store.delete_sessions_for_user(user_id, self._now()))
+        handles = await self._store.delete_sessions_for_user(user_id, self._now())
+        return await self._revoked(handles, RevocationCause.REVOKE_ALL)
 
     async def revoke_other_sessions(self, handle: str) -> list[str]:
         """Every session of this session's user but this one ("sign out elsewhere")."""
         check_session_handle(handle)
-        return await self._revoked(self._store.delete_other_sessions(handle, self._now()))
+        handles = await self._store.delete_other_sessions(handle, self._now())
+        return await self._revoked(handles, RevocationCause.REVOKE_OTHER)
 
-    async def _revoked(self, deletion: Awaitable[list[str]]) -> list[str]:
-        handles = await deletion
+    async def _revoked(self, handles: list[str], cause: RevocationCause) -> list[str]:
+        """Tell watchers and observers of sessions that were just revoked."""
         if handles:
-            await self.revocations.notify()
+            self._events.sessions_revoked(len(handles), cause)
+            await self._revocations.notify()
         return handles
 
     def _now(self) -> int:
@@ -443,7 +349,7 @@ class SessionManager:
 
     def access_tokens_valid_until(self, revocation: RevocationRow) -> int:
         """After this no access token of the revoked session can be valid."""
-        return revocation.revoked_at_ms + self._settings.access_token_validity_ms + _SKEW_MS
+        return revocation.revoked_at_ms + self._settings.access_token_validity_ms + CLOCK_SKEW_MS
 
     async def get_all_session_handles_for_user(self, user_id: str) -> list[str]:
         check_user_id(user_id)
@@ -469,11 +375,11 @@ class SessionManager:
     async def merge_into_access_token_payload(self, handle: str, update: dict[str, Any]) -> bool:
         check_session_handle(handle)
         check_custom_claims(update, "access_token_payload_update_json")
-        return await self._merge_into_stored_payload(
+        return await self.merge_into_stored_payload(
             handle, update, "access_token_payload_update_json"
         )
 
-    async def _merge_into_stored_payload(
+    async def merge_into_stored_payload(
         self, handle: str, update: dict[str, Any], field: str
     ) -> bool:
         """Shallow-merge into the stored custom claims (None deletes a key)."""
@@ -492,108 +398,13 @@ class SessionManager:
 
         return await self._store.update_session(handle, self._now(), decide)
 
-    async def purge_expired(self, batch_size: int = 1000) -> tuple[int, int]:
-        """Delete expired sessions and retired signing keys: (sessions, keys)."""
-        now = self._now()
-        sessions = await self._store.purge_expired(now, batch_size)
-        # The log keeps a revocation while a token of that session can be valid.
-        await self._store.purge_revocations(
-            now - self._settings.access_token_validity_ms - _SKEW_MS
-        )
-        await self._keys.signer()  # adopt any rotation first, so retirement is current
-        keys = await self._store.delete_signing_keys(self._keys.retired_kids())
-        return sessions, keys
-
-    # --- claims ---------------------------------------------------------------------
-
-    async def set_claim_value(self, handle: str, key: str, value: Any) -> bool:
-        check_session_handle(handle)
-        check_claim_key(key)
-        entry = claim_entry(value, self._now())
-        return await self._merge_into_stored_payload(handle, {key: entry}, "value_json")
-
-    async def get_claim_value(self, handle: str, key: str) -> tuple[bool, Any]:
-        """(session exists, the claim's value or None)."""
-        check_session_handle(handle)
-        check_claim_key(key)
-        row = await self._store.get_session(handle, self._now())
-        if row is None:
-            return False, None
-        _, value, _ = read_claim(json.loads(row.access_token_payload), key)
-        return True, value
-
-    async def remove_claim(self, handle: str, key: str) -> bool:
-        check_session_handle(handle)
-        check_claim_key(key)
-        return await self._merge_into_stored_payload(handle, {key: None}, "claim_key")
-
-    async def validate_claims(
-        self, payload: dict[str, Any], validators: Sequence[ClaimValidator]
-    ) -> list[ClaimValidationError]:
-        """Run a caller's validators. Within the input limits this is a few ms of
-        work at most; the loop serves other calls before and after it."""
-        await asyncio.sleep(0)
-        failures = failures_of(validators, payload, self._now())
-        await asyncio.sleep(0)
-        return failures
-
-    @property
-    def global_claim_validators(self) -> tuple[ClaimValidator, ...]:
-        return self._settings.global_claim_validators
-
-    # --- JWTs and discovery -----------------------------------------------------------
-
-    async def create_jwt(
-        self,
-        payload: dict[str, Any],
-        validity_seconds: int | None,
-        use_static_signing_key: bool | None,
-    ) -> str:
-        """Sign a payload that is no session token; ``iat``, ``exp`` and ``stt`` are
-        set here, ``iss`` unless given.
-
-        The keys are those of access tokens, and SuperTokens' SDKs tell a session
-        token by its payload: session-layout claims are refused, and ``"stt": 1``
-        (SuperTokens' mark for "not a session token", which its SDKs reject as an
-        access token) is set after the caller's claims.
-        """
-        check_create_jwt_payload(payload, "payload_json")
-        validity = DEFAULT_JWT_VALIDITY_S if validity_seconds is None else validity_seconds
-        if not 0 < validity <= MAX_JWT_VALIDITY_S:
-            raise InvalidArgumentError(
-                f"validity_seconds must be between 1 and {MAX_JWT_VALIDITY_S}",
-                field="validity_seconds",
-            )
-        now_s = self._now() // 1000
-        claims = {
-            "iss": self._settings.issuer,
-            **payload,
-            "iat": now_s,
-            "exp": now_s + validity,
-            "stt": NOT_A_SESSION_TOKEN,
-        }
-        signer = (
-            self._keys.static_key
-            if use_static_signing_key is None or use_static_signing_key
-            else await self._keys.signer()
-        )
-        return self._minter.mint(signer, claims, access_token=False)
-
-    def open_id_discovery_configuration(self) -> dict[str, Any]:
-        """What is true of this authority: who issues its tokens, and where their
-        keys are. It is no OpenID Provider (no authorization endpoint, no ID
-        tokens), so it claims no response or subject types and no ID-token
-        algorithms: a strict OIDC client would be right to reject those."""
-        issuer = self._settings.issuer
-        return {"issuer": issuer, "jwks_uri": f"{issuer}/.well-known/jwks.json"}
-
     async def regenerate_access_token(
         self, access_token: str, new_custom_claims: dict[str, Any] | None
     ) -> RegeneratedToken | None:
         if new_custom_claims is not None:
             check_custom_claims(new_custom_claims, "new_access_token_payload_json")
         now = self._now()
-        old = await self._verify(access_token, now, check_expiry=False)
+        old = await self._tokens.verify_access_token(access_token, now, check_expiry=False)
         new_text = None if new_custom_claims is None else json_text(new_custom_claims)
 
         def decide(row: SessionRow | None) -> tuple[Change, SessionRow | None]:
@@ -613,7 +424,7 @@ class SessionManager:
             return RegeneratedToken(
                 row.handle, row.user_id, row.tenant_id, protected | custom, None
             )
-        payload, token = await self._mint(
+        payload, token = await self._tokens.mint_access_token(
             row,
             custom,
             refresh_token_hash=old["refreshTokenHash1"],

@@ -14,8 +14,8 @@ import sys
 import time
 from types import FrameType
 
-from .app import check_addresses, open_database
 from .config import ConfigError, Settings, env_name
+from .startup_checks import check_addresses, open_database
 
 log = logging.getLogger(__name__)
 

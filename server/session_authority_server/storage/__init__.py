@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from .base import SessionStore, StorageUnavailable
-
-SQLITE_PREFIX = "sqlite:///"
-POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+from .urls import POSTGRES_PREFIXES, SQLITE_PREFIX
 
 
 def open_store(

@@ -93,10 +93,7 @@ DELETE = Delete()
 Change = SessionRow | Delete | None
 
 
-class SessionStore(Protocol):
-    """Every deletion of a live session (revocation, theft, the per-user cap) also
-    appends to the revocation log in the same transaction."""
-
+class Lifecycle(Protocol):
     async def open(self) -> list[int]:
         """Connect and apply pending migrations; return the versions applied."""
 
@@ -107,6 +104,11 @@ class SessionStore(Protocol):
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied."""
+
+
+class SessionRows(Protocol):
+    """The sessions table. Every deletion of a live session (revocation, theft, the
+    per-user cap) also appends to the revocation log in the same transaction."""
 
     async def insert_session(self, row: SessionRow, *, max_sessions_per_user: int = 0) -> list[str]:
         """Insert a session. With a cap, first revoke the user's oldest live sessions
@@ -140,6 +142,11 @@ class SessionStore(Protocol):
         """A page of the user's live sessions, newest first, strictly older than
         ``before`` (created_ms, handle); and how many live sessions there are."""
 
+    async def purge_expired(self, now_ms: int, batch_size: int = 1000) -> int:
+        """Delete expired rows in bounded batches; return how many went."""
+
+
+class RevocationLog(Protocol):
     async def revocations_after(self, cursor: int, limit: int) -> list[RevocationRow]:
         """Logged revocations with a cursor above this one, in cursor order."""
 
@@ -148,8 +155,9 @@ class SessionStore(Protocol):
     async def purge_revocations(self, before_ms: int) -> int:
         """Forget revocations made before this time."""
 
-    async def purge_expired(self, now_ms: int, batch_size: int = 1000) -> int:
-        """Delete expired rows in bounded batches; return how many went."""
+
+class KeyStorage(Protocol):
+    """Signing keys and named secrets, shared by every replica."""
 
     async def signing_keys(self) -> list[SigningKeyRow]: ...
 
@@ -167,3 +175,8 @@ class SessionStore(Protocol):
 
     async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
         """The named secret, created with ``make`` by the first caller to ask."""
+
+
+class SessionStore(Lifecycle, SessionRows, RevocationLog, KeyStorage, Protocol):
+    """A whole backend (SQLite or PostgreSQL); each part of the authority is given
+    only the contract it needs."""
