@@ -20,8 +20,6 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from session_authority import (
     BooleanClaim,
     ClaimValidationError,
@@ -35,9 +33,9 @@ from session_authority import (
     SessionContainer,
     UnauthorisedError,
 )
-from session_authority.errors import error_from_wire
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.v1 import session_service_pb2_grpc as pb_grpc
+from session_authority.wire import error_from_rpc_error
 from session_authority_server.app import RunningServer
 from session_authority_server.config import ConfigError, Settings
 
@@ -120,16 +118,6 @@ def token_payload(token: str) -> dict[str, Any]:
 async def raw_stub(server: RunningServer) -> AsyncIterator[pb_grpc.SessionServiceStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield pb_grpc.SessionServiceStub(channel)
-
-
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)
-    assert status is not None, "no google.rpc.Status in the trailers"
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info
-    raise AssertionError("no ErrorInfo in the status details")
 
 
 _WIRE_KINDS = {
@@ -533,16 +521,9 @@ async def test_raw_get_session_without_override_runs_the_authority_globals(
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.GetSession(pb.GetSessionRequest(access_token=bare.access_token))
         assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        info = error_info(raised.value)
-        assert info.domain == "session-authority"
-        assert info.reason == "INVALID_CLAIMS"
-        assert json.loads(info.metadata["claimValidationErrors"]) == [
-            {"id": "st-ev", "reason": {"message": "value does not exist", "expectedValue": True}},
-            {
-                "id": "adm",
-                "reason": {"message": "value does not exist", "expectedToInclude": "admin"},
-            },
-        ]
+        error = error_from_rpc_error(raised.value)
+        assert isinstance(error, InvalidClaimsError)
+        assert error.invalid_claims == [ST_EV_MISSING, ADMIN_MISSING]
 
         # A present (even empty) override replaces the globals.
         response = await stub.GetSession(
@@ -563,8 +544,10 @@ async def test_raw_get_session_without_override_runs_the_authority_globals(
                 )
             )
         assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert json.loads(error_info(raised.value).metadata["claimValidationErrors"]) == [
-            {"id": "level", "reason": {"message": "value does not exist", "expectedValue": 3}}
+        error = error_from_rpc_error(raised.value)
+        assert isinstance(error, InvalidClaimsError)
+        assert error.invalid_claims == [
+            ClaimValidationError("level", {"message": "value does not exist", "expectedValue": 3})
         ]
 
         good = await client.create_new_session(
@@ -697,8 +680,7 @@ async def test_invalid_claims_round_trip_lists_every_failure_in_order(
         with pytest.raises(grpc.aio.AioRpcError) as rpc_error:
             await stub.GetSession(pb.GetSessionRequest(access_token=session.access_token))
         assert rpc_error.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        info = error_info(rpc_error.value)
-        decoded = error_from_wire(info.reason, "", dict(info.metadata))
+        decoded = error_from_rpc_error(rpc_error.value)
         assert isinstance(decoded, InvalidClaimsError)
         assert decoded.invalid_claims == ALL_FAILURES
 
@@ -713,8 +695,7 @@ async def test_invalid_claims_round_trip_lists_every_failure_in_order(
                     ),
                 )
             )
-        info = error_info(rpc_error.value)
-        decoded = error_from_wire(info.reason, "", dict(info.metadata))
+        decoded = error_from_rpc_error(rpc_error.value)
         assert isinstance(decoded, InvalidClaimsError)
         assert decoded.invalid_claims == ALL_FAILURES
 
@@ -1094,8 +1075,7 @@ async def test_raw_claim_rpcs_with_a_protected_key_are_invalid_argument(
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await getattr(stub, method)(request)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    info = error_info(raised.value)
-    assert info.reason == "INVALID_ARGUMENT"
+    assert isinstance(error_from_rpc_error(raised.value), InvalidArgumentError)
     # Nothing changed: the token still verifies and the stored payload is intact.
     verified = await client.get_session(session.access_token, check_database=True)
     assert verified is not None

@@ -18,7 +18,8 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from session_authority import (
     ApiKeyInvalidError,
@@ -42,6 +43,7 @@ from session_authority.errors import (
 )
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.v1 import session_service_pb2_grpc as pb_grpc
+from session_authority.wire import error_from_rpc_error, rich_status
 from session_authority_server.app import RunningServer
 
 from .conftest import ManualClock
@@ -479,6 +481,47 @@ def test_error_from_wire_round_trips(error: SessionError) -> None:
     assert vars(back) == vars(error)
     assert str(back) == str(error)
     assert status_code_for(back) == DESIGN_CODES[type(error)]
+
+
+@dataclass(frozen=True)
+class EndedCall:
+    """A call as its client sees it when the server ended it with ``status`` (a
+    grpc.Status, as abort_with_status takes it)."""
+
+    status: Any
+
+    def code(self) -> grpc.StatusCode:
+        return self.status.code  # type: ignore[no-any-return]
+
+    def details(self) -> str:
+        return self.status.details  # type: ignore[no-any-return]
+
+    def trailing_metadata(self) -> Any:
+        return self.status.trailing_metadata
+
+
+@pytest.mark.parametrize(
+    "error",
+    [sample for mapping in ERROR_TABLE for sample in SAMPLES[mapping.error_class]],
+    ids=lambda e: f"{type(e).__name__}-{e.message}",
+)
+def test_error_from_rpc_error_inverts_rich_status(error: SessionError) -> None:
+    status = rich_status(error)
+    assert status.code == DESIGN_CODES[type(error)]
+    back = error_from_rpc_error(EndedCall(status))
+    assert type(back) is type(error)
+    assert vars(back) == vars(error)
+
+
+def test_a_status_without_our_error_info_is_authority_unreachable() -> None:
+    foreign = any_pb2.Any()
+    foreign.Pack(error_details_pb2.ErrorInfo(reason="UNAUTHORISED", domain="elsewhere"))
+    code = grpc.StatusCode.UNAVAILABLE
+    for details in ([], [foreign]):
+        status = status_pb2.Status(code=code.value[0], message="down", details=details)
+        back = error_from_rpc_error(EndedCall(rpc_status.to_status(status)))
+        assert type(back) is AuthorityUnreachableError
+        assert back.status_code == code
 
 
 @pytest.mark.parametrize("reason", ["", "NOPE", "unauthorised", "unreachable", "SessionError"])

@@ -17,9 +17,10 @@ from typing import Any
 
 import grpc
 import pytest
+from session_authority.json_text import MAX_JSON_DEPTH
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.v1 import session_service_pb2_grpc as pb_grpc
-from session_authority.wire import MAX_JSON_DEPTH, MAX_VALIDATORS_PER_CALL
+from session_authority.wire import MAX_VALIDATORS_PER_CALL
 
 from .processes import ServerProcess, server_processes
 

@@ -12,19 +12,26 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from session_authority import PrimitiveArrayClaim, SessionClient, SessionContainer
-from session_authority.errors import ERROR_DOMAIN
+from session_authority import (
+    ClaimValidationError,
+    InvalidClaimsError,
+    PrimitiveArrayClaim,
+    SessionClient,
+    SessionContainer,
+    SessionError,
+    UnauthorisedError,
+)
 from session_authority.grpc import (
     SessionCallInterceptor,
     SessionInterceptor,
     SessionOptions,
     current_session,
+    error_from_rpc_error,
     session_call_interceptors,
     session_metadata,
     session_options,
 )
+from session_authority.wire import error_info
 from session_authority_server.app import RunningServer
 
 from .conftest import ManualClock
@@ -212,26 +219,14 @@ async def caller_for() -> AsyncIterator[Callable[..., Caller]]:
 CallerFor = Callable[..., Caller]
 
 
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)
-    assert status is not None, "no google.rpc.Status in the trailers"
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            assert info.domain == ERROR_DOMAIN
-            return info
-    raise AssertionError("no ErrorInfo in the status details")
-
-
-async def refused(
-    call: Awaitable[Any], code: grpc.StatusCode, reason: str
-) -> error_details_pb2.ErrorInfo:
+async def refused(call: Awaitable[Any], code: grpc.StatusCode, reason: str) -> SessionError:
+    """The session error a refused call ended with, checked against code and reason."""
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call
     assert raised.value.code() == code, raised.value.details()
-    info = error_info(raised.value)
-    assert info.reason == reason
-    return info
+    error = error_from_rpc_error(raised.value)
+    assert error.reason == reason
+    return error
 
 
 def expect(session: SessionContainer) -> dict[str, Any]:
@@ -284,8 +279,9 @@ async def test_protected_method_without_a_token_is_unauthorised(
 ) -> None:
     downstream = await serve_downstream(client)
     caller = caller_for(downstream)
-    info = await refused(caller.call("Whoami"), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHORISED")
-    assert info.metadata["clearTokens"] == "false"  # nothing to clear: none was sent
+    error = await refused(caller.call("Whoami"), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHORISED")
+    assert isinstance(error, UnauthorisedError)
+    assert not error.clear_tokens  # nothing to clear: none was sent
     for metadata in (
         [("authorization", "Basic dXNlcjpwYXNz")],
         [("authorization", "Bearer ")],
@@ -327,30 +323,28 @@ async def test_claim_gated_method(
         "admin-1", Roles.add_to_payload({}, ["user", "admin"], clock.ms)
     )
 
-    info = await refused(
+    error = await refused(
         caller.call("Delete", {"id": 7}, session_metadata(user.access_token)),
         grpc.StatusCode.PERMISSION_DENIED,
         "INVALID_CLAIMS",
     )
-    assert json.loads(info.metadata["claimValidationErrors"]) == [
-        {
-            "id": "st-role",
-            "reason": {
-                "message": "wrong value",
-                "expectedToInclude": "admin",
-                "actualValue": ["user"],
-            },
-        }
+    assert isinstance(error, InvalidClaimsError)
+    assert error.invalid_claims == [
+        ClaimValidationError(
+            "st-role",
+            {"message": "wrong value", "expectedToInclude": "admin", "actualValue": ["user"]},
+        )
     ]
     # A session with no roles at all: the fetch says "do not set", so still no value.
     nobody = await client.create_new_session("user-2")
-    info = await refused(
+    error = await refused(
         caller.call("Delete", {"id": 7}, session_metadata(nobody.access_token)),
         grpc.StatusCode.PERMISSION_DENIED,
         "INVALID_CLAIMS",
     )
-    [failure] = json.loads(info.metadata["claimValidationErrors"])
-    assert failure["reason"] == {"message": "value does not exist", "expectedToInclude": "admin"}
+    assert isinstance(error, InvalidClaimsError)
+    [failure] = error.invalid_claims
+    assert failure.reason == {"message": "value does not exist", "expectedToInclude": "admin"}
     assert downstream.orders.seen == []
 
     answer = await caller.call("Delete", {"id": 7}, session_metadata(admin.access_token))
@@ -467,12 +461,12 @@ async def test_revoked_session_is_refused_with_check_database_on_the_interceptor
     assert await strict_caller.call("Whoami", metadata=metadata) == expect(created)
 
     assert await client.revoke_session(created.session_handle)
-    info = await refused(
+    error = await refused(
         strict_caller.call("Whoami", metadata=metadata),
         grpc.StatusCode.UNAUTHENTICATED,
         "UNAUTHORISED",
     )
-    assert info.metadata["clearTokens"] == "true"
+    assert isinstance(error, UnauthorisedError) and error.clear_tokens
     await refused(
         strict_caller.collect("History", {"count": 1}, metadata),
         grpc.StatusCode.UNAUTHENTICATED,
@@ -708,4 +702,6 @@ async def test_unreachable_authority_is_unavailable_not_unknown(
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await caller.call("Pay", {"amount": 1}, session_metadata(created.access_token))
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE, raised.value.details()
-        assert error_info(raised.value).reason == "UNREACHABLE"
+        # On the wire: the interceptor's own ErrorInfo, reason UNREACHABLE.
+        info = error_info(raised.value)
+        assert info is not None and info.reason == "UNREACHABLE"

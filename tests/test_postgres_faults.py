@@ -27,11 +27,10 @@ from typing import Any, TypeVar
 import asyncpg
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from session_authority.errors import ERROR_DOMAIN, StorageUnavailableError
+from session_authority.errors import StorageUnavailableError
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.v1 import session_service_pb2_grpc as pb_grpc
+from session_authority.wire import error_from_rpc_error
 
 from .conftest import POSTGRES_DSN
 from .processes import server_processes
@@ -244,16 +243,6 @@ async def raw_create_new_session(target: str) -> grpc.aio.AioRpcError:
     raise AssertionError("CreateNewSession succeeded without its database")
 
 
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)
-    assert status is not None, "the error carries no google.rpc.Status details"
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info
-    raise AssertionError("the error carries no ErrorInfo")
-
-
 def server_settings(database_url: str) -> dict[str, str]:
     return {
         "database_url": database_url,
@@ -295,8 +284,7 @@ async def serve_through_outage(
                 assert isinstance(error, grpc.aio.AioRpcError), error
                 assert seconds < CLIENT_TIMEOUT_S
                 assert error.code() == grpc.StatusCode.UNAVAILABLE
-                info = error_info(error)
-                assert (info.domain, info.reason) == (ERROR_DOMAIN, "STORAGE_UNAVAILABLE")
+                assert isinstance(error_from_rpc_error(error), StorageUnavailableError)
                 assert server.process.returncode is None, "the server died with its database"
                 for session in sessions:  # needs no database
                     verified = await client.get_session(session.access_token)

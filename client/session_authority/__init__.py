@@ -1,4 +1,6 @@
-"""session_authority: the Python SDK of the session authority.
+"""session_authority: the Python SDK of the session authority. This module
+re-exports its public names: SessionClient, the claims, the errors and the
+dataclasses the client returns.
 
 async with SessionClient("127.0.0.1:50051") as sessions:
     session = await sessions.create_new_session("user-1")

@@ -16,7 +16,7 @@ import inspect
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, TypeVar
 
 from .errors import ClaimValidationError, InvalidArgumentError
 from .verify import PROTECTED_CLAIMS
@@ -232,15 +232,6 @@ class ClaimValidator:
             return {"is_valid": False, "reason": reason}
         return {"is_valid": True, "reason": None}
 
-    def to_spec(self) -> dict[str, Any]:
-        """The declarative form (as in the authority's TOML settings)."""
-        spec: dict[str, Any] = {"claim": self.claim_key, "kind": self.kind, "value": self.value}
-        if self.max_age_in_seconds is not None:
-            spec["max_age_seconds"] = self.max_age_in_seconds
-        if self.id != self.claim_key:
-            spec["id"] = self.id
-        return spec
-
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> ClaimValidator:
         unknown = set(spec) - {"claim", "kind", "value", "max_age_seconds", "id"}
@@ -272,15 +263,6 @@ class ClaimValidator:
             spec.get("max_age_seconds"),
             spec.get("id", ""),
         )
-
-
-@runtime_checkable
-class Validator(Protocol):
-    """What get_session and assert_claims accept: built-in or custom validators."""
-
-    id: str
-
-    def validate(self, payload: Mapping[str, Any], now_ms: int | None = None) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,15 +311,9 @@ class SessionClaim(Generic[T]):
     ) -> dict[str, Any]:
         return {**payload, self.key: claim_entry(value, _now_ms(now_ms))}
 
-    def remove_from_payload(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in payload.items() if k != self.key}
-
     def get_value_from_payload(self, payload: Mapping[str, Any]) -> T | None:
         present, value, _ = read_claim(payload, self.key)
         return value if present else None
-
-    def get_last_refetch_time(self, payload: Mapping[str, Any]) -> int | None:
-        return read_claim(payload, self.key)[2]
 
     def _validator(
         self, kind: str, value: Any, max_age_in_seconds: int | None, id: str | None

@@ -1,7 +1,10 @@
-"""SessionClient: the typed async SDK over the generated gRPC stubs.
+"""SessionClient: the SDK's facade, one method per RPC of the RecipeInterface.
 
-One method per RPC. Protobuf stays in this module: callers get dataclasses,
-dicts and the exceptions of :mod:`session_authority.errors`.
+Each method builds its request and reads its response here (protobuf stays in
+this module and wire.py): callers get the dataclasses of session.py, dicts and
+the exceptions of errors.py. Local verification, the authority's validators and
+the revocation stream live in local_verification.py, global_validators.py and
+revocations.py.
 """
 
 from __future__ import annotations
@@ -15,18 +18,12 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from .claims import ClaimValidationResult, ClaimValidator, SessionClaim, refetch_updates
-from .errors import (
-    ERROR_DOMAIN,
-    AuthorityUnreachableError,
-    ClaimValidationError,
-    SessionError,
-    UnauthorisedError,
-    error_from_wire,
-)
+from .errors import ClaimValidationError, UnauthorisedError
+from .global_validators import AuthorityValidatorCache, OverrideValidators, apply_override
+from .json_text import compact_json
+from .local_verification import LocalVerifier
 from .revocations import RevocationWatcher, RevokedSession
 from .session import (
     ClaimValue,
@@ -40,9 +37,9 @@ from .session import (
 )
 from .v1 import session_service_pb2 as pb
 from .v1 import session_service_pb2_grpc as pb_grpc
-from .verify import JwksCache, check_anti_csrf, parse_access_token, verify_access_token
+from .verify import DEFAULT_TENANT_ID
 from .wire import (
-    dumps,
+    error_from_rpc_error,
     failures_from_wire,
     validator_to_wire,
     validators_from_wire,
@@ -50,34 +47,12 @@ from .wire import (
 
 _Response = TypeVar("_Response")
 
-# How long the authority's global claim validators are cached (they change only
-# with its configuration).
-GLOBAL_VALIDATORS_MAX_AGE_S = 3600.0
-
-OverrideValidators = (
-    Sequence[Any]
-    | Callable[[list[Any], SessionContainer], Sequence[Any] | Awaitable[Sequence[Any]]]
-)
+# The public fields of a JWK, as GetJwks carries them.
+_JWK_FIELDS = ("kty", "kid", "alg", "use", "n", "e", "crv", "x", "y")
 
 
 def _token_info(token: pb.Token) -> TokenInfo:
     return TokenInfo(token.token, token.expiry_ms, token.created_time_ms)
-
-
-def _error_from_rpc(error: grpc.aio.AioRpcError) -> SessionError:
-    """Rebuild the authority's exception from the ErrorInfo in the status details."""
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:  # details that contradict the status code: not from us
-        status = None
-    for detail in status.details if status is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
-            return error_from_wire(info.reason, status.message, dict(info.metadata))
-    return AuthorityUnreachableError(
-        f"the session authority did not answer: {error.code().name}",
-        status_code=error.code(),
-    )
 
 
 class SessionClient:
@@ -128,10 +103,8 @@ class SessionClient:
         self._timeout = timeout
         self._clock = clock
         self.verify_locally = verify_locally
-        self.jwks = JwksCache(self._fetch_jwks)
         self.global_claim_validators = list(global_claim_validators)
-        self._server_validators: list[ClaimValidator] = []
-        self._server_validators_expire = 0.0
+        self._authority_validators = AuthorityValidatorCache(self._fetch_global_claim_validators)
         self.revocations = (
             RevocationWatcher(
                 self._revocation_stream, staleness_s=revocation_staleness, now_ms=self.now_ms
@@ -139,6 +112,10 @@ class SessionClient:
             if watch_revocations
             else None
         )
+        self._local_verifier = LocalVerifier(
+            self._fetch_jwks, now_ms=self.now_ms, revocations=self.revocations
+        )
+        self.jwks = self._local_verifier.jwks
 
     async def __aenter__(self) -> Self:
         if self.revocations is not None:
@@ -164,7 +141,7 @@ class SessionClient:
                 request, timeout=self._timeout, metadata=self._metadata
             )
         except grpc.aio.AioRpcError as error:
-            raise _error_from_rpc(error) from None
+            raise error_from_rpc_error(error) from None
         return response
 
     def now_ms(self) -> int:
@@ -209,8 +186,8 @@ class SessionClient:
             self._stub.CreateNewSession,
             pb.CreateNewSessionRequest(
                 user_id=user_id,
-                access_token_payload_json=dumps(access_token_payload or {}),
-                session_data_in_database_json=dumps(session_data_in_database or {}),
+                access_token_payload_json=compact_json(access_token_payload or {}),
+                session_data_in_database_json=compact_json(session_data_in_database or {}),
                 disable_anti_csrf=disable_anti_csrf,
                 client_metadata=pb.ClientMetadata(
                     ip=metadata.ip, user_agent=metadata.user_agent, device=metadata.device
@@ -250,14 +227,17 @@ class SessionClient:
             if not watcher.is_fresh():
                 check_database = True  # the pushed view may be stale: ask the authority
         if self.verify_locally and not check_database:
-            session = await self._get_session_locally(
+            payload = await self._local_verifier.verify(
                 access_token, anti_csrf_token, anti_csrf_check
             )
+            session = self._container_from_payload(access_token, payload)
         else:
             session = await self._get_session_remotely(
                 access_token, anti_csrf_token, anti_csrf_check, check_database
             )
-        validators = await self._claim_validators_for(session, override_global_claim_validators)
+        validators = await apply_override(
+            await self.get_global_claim_validators(), session, override_global_claim_validators
+        )
         if validators:
             await session.assert_claims(validators)
         return session
@@ -283,37 +263,10 @@ class SessionClient:
         response = await self._call(self._stub.GetSession, request)
         return self._container(response.session, response.access_token, None, None)
 
-    async def _claim_validators_for(
-        self, session: SessionContainer, override: OverrideValidators | None
-    ) -> list[Any]:
-        global_validators = [*await self._authority_validators(), *self.global_claim_validators]
-        if override is None:
-            return global_validators
-        if not callable(override):
-            return list(override)
-        chosen = override(global_validators, session)
-        if inspect.isawaitable(chosen):
-            chosen = await chosen
-        return list(chosen)
-
-    async def _authority_validators(self) -> list[ClaimValidator]:
-        if time.monotonic() >= self._server_validators_expire:
-            response = await self._call(
-                self._stub.GetGlobalClaimValidators, pb.GetGlobalClaimValidatorsRequest()
-            )
-            self._server_validators = validators_from_wire(response.claim_validators)
-            self._server_validators_expire = time.monotonic() + GLOBAL_VALIDATORS_MAX_AGE_S
-        return self._server_validators
-
-    async def _get_session_locally(
-        self, access_token: str, anti_csrf_token: str | None, anti_csrf_check: bool | None
+    def _container_from_payload(
+        self, access_token: str, payload: dict[str, Any]
     ) -> SessionContainer:
-        parsed = parse_access_token(access_token)
-        key = self.jwks.cached(parsed.kid) or await self.jwks.get(parsed.kid)
-        payload = verify_access_token(parsed, key, self.now_ms())
-        check_anti_csrf(payload, anti_csrf_token, anti_csrf_check)
-        if self.revocations is not None and self.revocations.is_revoked(payload["sessionHandle"]):
-            raise UnauthorisedError("the session has been revoked")
+        """The container of a locally verified access token."""
         return SessionContainer(
             user_id=payload["sub"],
             session_handle=payload["sessionHandle"],
@@ -321,7 +274,7 @@ class SessionClient:
             access_token_payload=payload,
             refresh_token=None,
             anti_csrf_token=None,
-            tenant_id=payload.get("tId", "public"),
+            tenant_id=payload.get("tId", DEFAULT_TENANT_ID),
             access_token_expiry=payload["exp"] * 1000,
             _client=self,
         )
@@ -399,7 +352,7 @@ class SessionClient:
         response = await self._call(
             self._stub.UpdateSessionDataInDatabase,
             pb.UpdateSessionDataInDatabaseRequest(
-                session_handle=session_handle, new_session_data_json=dumps(new_session_data)
+                session_handle=session_handle, new_session_data_json=compact_json(new_session_data)
             ),
         )
         return bool(response.updated)
@@ -411,7 +364,7 @@ class SessionClient:
             self._stub.MergeIntoAccessTokenPayload,
             pb.MergeIntoAccessTokenPayloadRequest(
                 session_handle=session_handle,
-                access_token_payload_update_json=dumps(access_token_payload_update),
+                access_token_payload_update_json=compact_json(access_token_payload_update),
             ),
         )
         return bool(response.updated)
@@ -422,7 +375,7 @@ class SessionClient:
         """Re-mint an access token (same expiry); None when the session is gone."""
         request = pb.RegenerateAccessTokenRequest(access_token=access_token)
         if new_access_token_payload is not None:
-            request.new_access_token_payload_json = dumps(new_access_token_payload)
+            request.new_access_token_payload_json = compact_json(new_access_token_payload)
         response = await self._call(self._stub.RegenerateAccessToken, request)
         if not response.session_exists:
             return None
@@ -508,7 +461,7 @@ class SessionClient:
         response = await self._call(
             self._stub.SetClaimValue,
             pb.SetClaimValueRequest(
-                session_handle=session_handle, claim_key=claim.key, value_json=dumps(value)
+                session_handle=session_handle, claim_key=claim.key, value_json=compact_json(value)
             ),
         )
         return bool(response.updated)
@@ -540,7 +493,9 @@ class SessionClient:
         failures = await self._validate(
             self._stub.ValidateClaims,
             lambda wire: pb.ValidateClaimsRequest(
-                user_id=user_id, access_token_payload_json=dumps(payload), claim_validators=wire
+                user_id=user_id,
+                access_token_payload_json=compact_json(payload),
+                claim_validators=wire,
             ),
             claim_validators,
             payload,
@@ -554,7 +509,7 @@ class SessionClient:
         return await self._validate(
             self._stub.ValidateClaimsInJwtPayload,
             lambda wire: pb.ValidateClaimsInJwtPayloadRequest(
-                user_id=user_id, jwt_payload_json=dumps(jwt_payload), claim_validators=wire
+                user_id=user_id, jwt_payload_json=compact_json(jwt_payload), claim_validators=wire
             ),
             claim_validators,
             jwt_payload,
@@ -597,7 +552,13 @@ class SessionClient:
 
     async def get_global_claim_validators(self) -> list[Any]:
         """The authority's global validators followed by this client's."""
-        return [*await self._authority_validators(), *self.global_claim_validators]
+        return [*await self._authority_validators.get(), *self.global_claim_validators]
+
+    async def _fetch_global_claim_validators(self) -> list[ClaimValidator]:
+        response = await self._call(
+            self._stub.GetGlobalClaimValidators, pb.GetGlobalClaimValidatorsRequest()
+        )
+        return validators_from_wire(response.claim_validators)
 
     # --- JWTs and keys -----------------------------------------------------------------
 
@@ -608,7 +569,7 @@ class SessionClient:
         use_static_signing_key: bool | None = None,
     ) -> str:
         """A JWT signed by the authority (its static key unless told otherwise)."""
-        request = pb.CreateJwtRequest(payload_json=dumps(payload or {}))
+        request = pb.CreateJwtRequest(payload_json=compact_json(payload or {}))
         if validity_seconds is not None:
             request.validity_seconds = validity_seconds
         if use_static_signing_key is not None:
@@ -631,12 +592,8 @@ class SessionClient:
 
     async def _fetch_jwks(self) -> tuple[list[dict[str, Any]], int]:
         response = await self._call(self._stub.GetJwks, pb.GetJwksRequest())
-        keys = []
-        for key in response.keys:
-            jwk = {
-                name: getattr(key, name)
-                for name in ("kty", "kid", "alg", "use", "n", "e", "crv", "x", "y")
-                if getattr(key, name)
-            }
-            keys.append(jwk)
+        keys = [
+            {name: getattr(key, name) for name in _JWK_FIELDS if getattr(key, name)}
+            for key in response.keys
+        ]
         return keys, response.max_age_seconds

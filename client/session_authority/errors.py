@@ -1,9 +1,11 @@
-"""The exception tree and the one table that maps it to gRPC.
+"""The exception tree and the one table that maps it to gRPC status codes and
+ErrorInfo reasons.
 
 Both sides use :data:`ERROR_TABLE`: the server turns a :class:`SessionError` into a
 gRPC status code plus an ``ErrorInfo`` (domain, reason, metadata), and the client
-turns that ``ErrorInfo`` back into the same class. Nobody parses message text.
-Messages never contain a token, a hash or a key.
+turns that ``ErrorInfo`` back into the same class (the protobuf side of both is
+``wire.rich_status`` and ``wire.error_from_rpc_error``). Nobody parses message
+text. Messages never contain a token, a hash or a key.
 """
 
 from __future__ import annotations

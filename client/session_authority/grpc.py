@@ -19,7 +19,8 @@ claim was refetched), the new one goes back in ``access-token`` initial
 metadata. Failures end the call the way the authority ends its own:
 UNAUTHENTICATED with reason TRY_REFRESH_TOKEN (refresh and retry) or
 UNAUTHORISED (log in again), PERMISSION_DENIED with INVALID_CLAIMS. Callers
-attach tokens with :func:`session_metadata` or :func:`session_call_interceptors`.
+attach tokens with :func:`session_metadata` or :func:`session_call_interceptors`,
+and turn a refused call back into its SessionError with ``error_from_rpc_error``.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from typing import Any, TypeVar
 
 import grpc
 
-from .client import OverrideValidators, SessionClient
+from .client import SessionClient
 from .errors import SessionError, UnauthorisedError
+from .global_validators import OverrideValidators
 from .session import SessionContainer
+from .wire import error_from_rpc_error as error_from_rpc_error  # for callers of services
 from .wire import rich_status
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,4 +1,5 @@
-"""Revocations pushed to local verifiers.
+"""RevocationWatcher: the client's view of revoked sessions, kept from the
+WatchRevocations stream for local verification.
 
 A background task keeps a WatchRevocations stream open, resumes from its last
 cursor after any disconnect (with backoff), and remembers each revoked session

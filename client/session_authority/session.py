@@ -1,17 +1,16 @@
-"""What the SDK hands to callers: plain dataclasses and dicts, no protobuf."""
+"""What the SDK hands to callers: SessionContainer and the other plain
+dataclasses its methods return (no protobuf), and BoundClient, what a container
+needs from the client that made it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .claims import SessionClaim, claim_entry, refetch_updates, validate_all
 from .errors import InvalidClaimsError, UnauthorisedError
-from .verify import PROTECTED_CLAIMS
-
-if TYPE_CHECKING:
-    from .client import SessionClient
+from .verify import DEFAULT_TENANT_ID, PROTECTED_CLAIMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +32,7 @@ class SessionInformation:
     expiry: int
     custom_claims_in_access_token_payload: dict[str, Any]
     time_created: int
-    tenant_id: str = "public"
+    tenant_id: str = DEFAULT_TENANT_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +83,25 @@ class RegeneratedAccessToken:
     access_token: TokenInfo | None
 
 
+class BoundClient(Protocol):
+    """The calls a SessionContainer makes on the client it is bound to
+    (SessionClient is one)."""
+
+    def now_ms(self) -> int: ...
+
+    async def revoke_session(self, session_handle: str) -> bool: ...
+
+    async def update_session_data_in_database(
+        self, session_handle: str, new_session_data: dict[str, Any]
+    ) -> bool: ...
+
+    async def regenerate_access_token(
+        self, access_token: str, new_access_token_payload: dict[str, Any] | None = None
+    ) -> RegeneratedAccessToken | None: ...
+
+    async def get_session_information(self, session_handle: str) -> SessionInformation | None: ...
+
+
 @dataclass(eq=False)
 class SessionContainer:
     """A verified or freshly created session, bound to the client that made it."""
@@ -94,10 +112,10 @@ class SessionContainer:
     access_token_payload: dict[str, Any]
     refresh_token: str | None
     anti_csrf_token: str | None
-    tenant_id: str = "public"
+    tenant_id: str = DEFAULT_TENANT_ID
     access_token_expiry: int | None = None
     refresh_token_expiry: int | None = None
-    _client: SessionClient | None = field(default=None, repr=False)
+    _client: BoundClient | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         # Tokens stay out of reprs so that they never end up in a log by accident.
@@ -107,7 +125,7 @@ class SessionContainer:
     def custom_claims(self) -> dict[str, Any]:
         return {k: v for k, v in self.access_token_payload.items() if k not in PROTECTED_CLAIMS}
 
-    def _bound(self) -> SessionClient:
+    def _bound(self) -> BoundClient:
         if self._client is None:
             raise RuntimeError("this SessionContainer is not bound to a SessionClient")
         return self._client

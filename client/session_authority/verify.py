@@ -1,4 +1,5 @@
-"""Access-token verification, shared by the client SDK and the authority.
+"""Access tokens' format and the pure functions that verify one, shared by the
+client SDK (local verification) and the authority.
 
 The verifier trusts the key, never the token: the algorithm comes from the JWK
 the ``kid`` names, so ``alg: none`` or an HS256 token "signed" with a public key
@@ -11,13 +12,11 @@ unknown key or an expired token is TRY_REFRESH_TOKEN.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
 import json
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +44,9 @@ PROTECTED_CLAIMS = frozenset(
         "stt",
     }
 )
+
+# The tenant of a session whose token carries no ``tId``.
+DEFAULT_TENANT_ID = "public"
 
 # Far above any real token (payloads are capped well below this by the
 # authority), low enough that a hostile megabyte is refused before any parsing.
@@ -210,60 +212,3 @@ def check_anti_csrf(payload: Mapping[str, Any], presented: str | None, check: bo
         raise TryRefreshTokenError("the anti-CSRF token is missing")
     if not hmac.compare_digest(presented.encode(), expected.encode()):
         raise TryRefreshTokenError("the anti-CSRF token does not match")
-
-
-class JwksCache:
-    """Keys for local verification, fetched lazily and refreshed on an unknown kid.
-
-    The whole set is refetched when it is older than its max age, and at most once
-    per ``unknown_kid_cooldown`` seconds when a token names a key the set lacks,
-    so a flood of forged kids costs at most one fetch per cooldown.
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[], Awaitable[tuple[list[dict[str, Any]], int]]],
-        *,
-        max_age_seconds: float = 4 * 3600,
-        unknown_kid_cooldown: float = 5.0,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._fetch = fetch
-        self._max_age = max_age_seconds
-        self._cooldown = unknown_kid_cooldown
-        self._monotonic = monotonic
-        self._keys: dict[str, VerificationKey] = {}
-        self._fetched_at: float | None = None
-        self._expires_at = 0.0
-        self._unknown_kid_refetched_at: float | None = None
-        self._lock = asyncio.Lock()
-
-    def cached(self, kid: str) -> VerificationKey | None:
-        """The key for ``kid`` if the cached set is fresh; no I/O."""
-        if self._fetched_at is None or self._monotonic() >= self._expires_at:
-            return None
-        return self._keys.get(kid)
-
-    async def get(self, kid: str) -> VerificationKey | None:
-        key = self.cached(kid)
-        if key is not None:
-            return key
-        async with self._lock:
-            now = self._monotonic()
-            if self._fetched_at is None or now >= self._expires_at:
-                await self.refresh()
-                if kid not in self._keys:  # this fetch was already the refetch for it
-                    self._unknown_kid_refetched_at = now
-            elif kid not in self._keys:
-                last = self._unknown_kid_refetched_at
-                if last is None or now - last >= self._cooldown:
-                    self._unknown_kid_refetched_at = now
-                    await self.refresh()
-            return self._keys.get(kid)
-
-    async def refresh(self) -> None:
-        jwks, server_max_age = await self._fetch()
-        self._keys = keys_from_jwks(jwks)
-        self._fetched_at = self._monotonic()
-        max_age = min(self._max_age, server_max_age) if server_max_age > 0 else self._max_age
-        self._expires_at = self._fetched_at + max_age

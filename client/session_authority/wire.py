@@ -1,16 +1,15 @@
-"""Protobuf <-> SDK translations needed by both edges (client.py and service.py).
-
-Nothing else imports this module: protobuf types stop at those two files.
+"""Protobuf <-> SDK translations shared by the client and the authority: claim
+validators and their failures, and errors (rich_status and its inverse,
+error_from_rpc_error). Protobuf types stop here, in client.py and in service.py.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -26,11 +25,14 @@ from .claims import (
 )
 from .errors import (
     ERROR_DOMAIN,
+    AuthorityUnreachableError,
     ClaimValidationError,
     InvalidArgumentError,
     SessionError,
+    error_from_wire,
     status_code_for,
 )
+from .json_text import compact_json, strict_json_loads
 from .v1 import session_service_pb2 as pb
 
 _KIND_TO_WIRE = {
@@ -51,67 +53,12 @@ MAX_VALIDATOR_VALUES_BYTES = 16 * 1024
 MAX_VALIDATORS_PER_CALL = 64
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    # 1e999 parses to inf, which has no JSON spelling: refuse it like Infinity.
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("number out of range")
-    return value
-
-
-# Deeper JSON is refused: real payloads are a few levels deep, and every walk over
-# a value (claim checks, serialisation) stays far from Python's recursion limit.
-MAX_JSON_DEPTH = 32
-_BRACKETS_AND_STRINGS = b'[]{}"\\'
-_OTHER_BYTES = bytes(c for c in range(256) if c not in _BRACKETS_AND_STRINGS)
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_AS_PARENTHESES = bytes.maketrans(b"[{]}", b"(())")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _nested_deeper_than(text: str, limit: int) -> bool:
-    """Whether valid JSON text nests deeper than limit, found with a few C-speed
-    passes over the text (a walk over the parsed value costs far more)."""
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    skeleton = text.encode("utf-8", "surrogatepass").translate(None, _OTHER_BYTES)
-    brackets = _JSON_STRING.sub(b"", skeleton).translate(_AS_PARENTHESES)
-    for _ in range(limit):  # each pass removes the innermost level everywhere
-        brackets = brackets.replace(b"()", b"")
-        if not brackets:
-            return False
-    return True
-
-
-def strict_json_loads(text: str) -> Any:
-    """json.loads accepting only what JSON can spell back as UTF-8: no NaN, no
-    Infinity, no lone surrogate escapes ("\\ud800"), and at most MAX_JSON_DEPTH
-    levels of nesting."""
-    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    if _nested_deeper_than(text, MAX_JSON_DEPTH):
-        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    if _SURROGATE_ESCAPE.search(text):  # only an escape can smuggle in a lone surrogate
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("a string holds a lone surrogate") from None
-    return value
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def validator_to_wire(validator: ClaimValidator) -> pb.ClaimValidator:
     message = pb.ClaimValidator(
         id=validator.id,
         claim_key=validator.claim_key,
         kind=_KIND_TO_WIRE[validator.kind],
-        value_json=dumps(validator.value),
+        value_json=compact_json(validator.value),
     )
     if validator.max_age_in_seconds is not None:
         message.max_age_seconds = validator.max_age_in_seconds
@@ -160,13 +107,17 @@ def failures_to_wire(failures: Iterable[ClaimValidationError]) -> list[pb.ClaimV
     def text(value: Any) -> str:
         cached = texts.get(id(value))
         if cached is None:
-            cached = texts[id(value)] = (value, dumps(value))
+            cached = texts[id(value)] = (value, compact_json(value))
         return cached[1]
 
     def reason_text(reason: Any) -> str:
         if not isinstance(reason, dict):
-            return dumps(reason)
-        return "{" + ",".join(f"{dumps(key)}:{text(value)}" for key, value in reason.items()) + "}"
+            return compact_json(reason)
+        return (
+            "{"
+            + ",".join(f"{compact_json(key)}:{text(value)}" for key, value in reason.items())
+            + "}"
+        )
 
     return [pb.ClaimValidationError(id=f.id, reason_json=reason_text(f.reason)) for f in failures]
 
@@ -188,3 +139,39 @@ def rich_status(error: SessionError) -> Any:
         code=status_code_for(error).value[0], message=error.message, details=[detail]
     )
     return rpc_status.to_status(status)
+
+
+def error_from_rpc_error(error: grpc.RpcError) -> SessionError:
+    """The inverse of rich_status: the SessionError a failed call (a
+    grpc.aio.AioRpcError) ended with, rebuilt from its ErrorInfo by the error
+    table; AuthorityUnreachableError when no ErrorInfo of ours came back."""
+    status = _status_of(error)
+    info = _our_error_info(status)
+    if status is not None and info is not None:
+        return error_from_wire(info.reason, status.message, dict(info.metadata))
+    return AuthorityUnreachableError(
+        f"the session authority did not answer: {error.code().name}",
+        status_code=error.code(),
+    )
+
+
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo of the authority's domain that rich_status put in a failed
+    call's google.rpc.Status, or None when there is none (for checks of the wire
+    format itself; callers want error_from_rpc_error)."""
+    return _our_error_info(_status_of(error))
+
+
+def _status_of(error: grpc.RpcError) -> status_pb2.Status | None:
+    try:
+        return rpc_status.from_call(error)
+    except ValueError:  # details that contradict the status code: not from us
+        return None
+
+
+def _our_error_info(status: status_pb2.Status | None) -> error_details_pb2.ErrorInfo | None:
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
+            return info
+    return None

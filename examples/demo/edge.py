@@ -20,16 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from session_authority import (
+    InvalidClaimsError,
     PrimitiveArrayClaim,
     SessionClient,
     SessionContainer,
     SessionError,
     UnauthorisedError,
 )
-from session_authority.grpc import SessionCallInterceptor
+from session_authority.grpc import SessionCallInterceptor, error_from_rpc_error
 
 SERVICE = "demo.Orders"
 # The same claim key as the orders service reads; here the edge fetches the value.
@@ -53,22 +52,19 @@ def short(handle: str) -> str:
 @dataclass
 class Refusal:
     code: grpc.StatusCode
-    reason: str
-    metadata: dict[str, str]
-    message: str
+    error: SessionError
+
+    @property
+    def reason(self) -> str:
+        return self.error.reason
 
     def __str__(self) -> str:
-        return f"{self.code.name} {self.reason} ({self.message})"
+        return f"{self.code.name} {self.reason} ({self.error.message})"
 
 
 def refusal(error: grpc.aio.AioRpcError) -> Refusal:
-    """The status code and the authority's ErrorInfo, as the interceptor sent them."""
-    status = rpc_status.from_call(error)
-    for detail in status.details if status is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return Refusal(error.code(), info.reason, dict(info.metadata), status.message)
-    return Refusal(error.code(), "", {}, error.details() or "")
+    """The status code and the session error the interceptor ended the call with."""
+    return Refusal(error.code(), error_from_rpc_error(error))
 
 
 @dataclass
@@ -166,10 +162,10 @@ async def demo(sessions: SessionClient, orders: Orders, tokens: Tokens) -> None:
     refused = await expect_refused(
         orders.call("RefundAll"), grpc.StatusCode.PERMISSION_DENIED, "INVALID_CLAIMS"
     )
-    [failure] = json.loads(refused.metadata["claimValidationErrors"])
-    say(
-        "", f"-> refused: {refused.code.name} {refused.reason}: {failure['id']} {failure['reason']}"
-    )
+    if not isinstance(refused.error, InvalidClaimsError):
+        raise DemoFailed(f"expected the failed claims, got {refused}")
+    [failure] = refused.error.invalid_claims
+    say("", f"-> refused: {refused.code.name} {refused.reason}: {failure.id} {failure.reason}")
 
     say("6.", "alice is made an admin: set_claim_value re-mints her access token")
     await session.set_claim_value(Roles, ["customer", "admin"])
@@ -210,7 +206,7 @@ async def demo(sessions: SessionClient, orders: Orders, tokens: Tokens) -> None:
     if (refused.code, refused.reason) != (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHORISED"):
         raise DemoFailed(f"expected UNAUTHENTICATED UNAUTHORISED, got {refused}")
     elapsed_ms = (time.monotonic() - started) * 1000
-    say("", f"-> refused: {refused.code.name} {refused.reason}: {refused.message}")
+    say("", f"-> refused: {refused.code.name} {refused.reason}: {refused.error.message}")
     say("", f"(the revocation reached the orders service by its stream in {elapsed_ms:.0f} ms)")
 
     say("9.", "the old refresh token is useless now")

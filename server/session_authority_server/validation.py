@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from session_authority.errors import InvalidArgumentError
+from session_authority.json_text import strict_json_loads
 from session_authority.verify import PROTECTED_CLAIMS
-from session_authority.wire import strict_json_loads
 
 MAX_USER_ID_LENGTH = 512
 MAX_SESSION_HANDLE_LENGTH = 128
