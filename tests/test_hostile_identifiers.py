@@ -460,6 +460,8 @@ async def test_bad_page_tokens_are_invalid_argument(
     genuine = await first_page_token(stub)
     for name, make in BAD_TOKENS.items():
         token = make(genuine, handles)
+        if name == "standard-base64" and token == genuine:
+            continue  # this random token has no "-" or "_" to spell differently
         assert token != genuine, name
         try:
             await expect_invalid_argument(

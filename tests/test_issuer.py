@@ -83,7 +83,11 @@ async def test_an_issuer_on_this_machine_where_nothing_answers_is_warned_about(
     with caplog.at_level(logging.WARNING, logger="session_authority_server.startup_checks"):
         server = await start(issuer=f"http://127.0.0.1:{port}")
     assert server.issuer == f"http://127.0.0.1:{port}"
-    warnings = [r.getMessage() for r in caplog.records if r.name == "session_authority_server.startup_checks"]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "session_authority_server.startup_checks"
+    ]
     assert warnings == [
         f"SESSION_AUTHORITY_ISSUER: no JWKS answers at http://127.0.0.1:{port}/.well-known/"
         "jwks.json: verifiers that follow the issuer will not find this authority's keys"
