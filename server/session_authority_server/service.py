@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from session_authority.json_text import compact_json
+from session_authority.session import TokenInfo
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.wire import (
     failures_to_wire,
@@ -22,8 +24,6 @@ from .assembly import Authority
 from .metrics import Metrics
 from .rpc_gate import Context, Gated, RpcGate, lenient, server_stream, unary
 from .sessions import SessionTokens
-from .token_issuer import IssuedToken
-from .tokens import json_text
 from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
     MAX_JWT_PAYLOAD_BYTES,
@@ -54,10 +54,8 @@ def register(servicer: SessionServicer, server: Any) -> None:
     )
 
 
-def _token(token: IssuedToken) -> pb.Token:
-    return pb.Token(
-        token=token.token, expiry_ms=token.expiry_ms, created_time_ms=token.created_time_ms
-    )
+def _token(token: TokenInfo) -> pb.Token:
+    return pb.Token(token=token.token, expiry_ms=token.expiry, created_time_ms=token.created_time)
 
 
 def _session(handle: str, user_id: str, tenant_id: str, payload: dict[str, Any]) -> pb.Session:
@@ -65,7 +63,7 @@ def _session(handle: str, user_id: str, tenant_id: str, payload: dict[str, Any])
         session_handle=handle,
         user_id=user_id,
         tenant_id=tenant_id,
-        access_token_payload_json=json_text(payload),
+        access_token_payload_json=compact_json(payload),
     )
 
 
@@ -280,7 +278,7 @@ class SessionServicer(Gated):
         )
         response = pb.GetClaimValueResponse(session_exists=exists)
         if value is not None:
-            response.value_json = json_text(value)
+            response.value_json = compact_json(value)
         return response
 
     @unary
@@ -354,7 +352,7 @@ class SessionServicer(Gated):
         return pb.GetOpenIdDiscoveryConfigurationResponse(
             issuer=document["issuer"],
             jwks_uri=document["jwks_uri"],
-            document_json=json_text(document),
+            document_json=compact_json(document),
         )
 
     # --- beyond the recipe ---------------------------------------------------------------

@@ -25,7 +25,9 @@ from session_authority.errors import (
     TokenTheftDetectedError,
     UnauthorisedError,
 )
-from session_authority.verify import PROTECTED_CLAIMS, check_anti_csrf
+from session_authority.json_text import compact_json
+from session_authority.session import TokenInfo
+from session_authority.verify import DEFAULT_TENANT_ID, PROTECTED_CLAIMS, check_anti_csrf
 
 from .clock import Clock
 from .config import Settings
@@ -34,8 +36,8 @@ from .keys import CLOCK_SKEW_MS
 from .revocations import RevocationFeed
 from .session_claims import validate_claims
 from .storage.base import DELETE, Change, RevocationRow, SessionRow, SessionRows
-from .token_issuer import IssuedToken, TokenIssuer
-from .tokens import PageTokenCodec, RefreshTokenCodec, json_text, secret_hash, token_hash_hex
+from .token_issuer import TokenIssuer
+from .tokens import PageTokenCodec, RefreshTokenCodec, secret_hash, token_hash_hex
 from .validation import (
     MAX_ACCESS_TOKEN_PAYLOAD_BYTES,
     check_client_metadata,
@@ -49,8 +51,6 @@ from .validation import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TENANT = "public"
-
 
 @dataclass(frozen=True, slots=True)
 class SessionTokens:
@@ -60,8 +60,8 @@ class SessionTokens:
     user_id: str
     tenant_id: str
     access_token_payload: dict[str, Any]
-    access_token: IssuedToken
-    refresh_token: IssuedToken
+    access_token: TokenInfo
+    refresh_token: TokenInfo
     anti_csrf_token: str | None
 
 
@@ -71,7 +71,7 @@ class VerifiedSession:
     user_id: str
     tenant_id: str
     access_token_payload: dict[str, Any]
-    access_token: IssuedToken
+    access_token: TokenInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ class RegeneratedToken:
     user_id: str
     tenant_id: str
     access_token_payload: dict[str, Any]
-    access_token: IssuedToken | None  # None: the presented token had expired
+    access_token: TokenInfo | None  # None: the presented token had expired
 
 
 class _Theft:
@@ -129,7 +129,7 @@ class SessionManager:
             tenant_id=row.tenant_id,
             access_token_payload=payload,
             access_token=access,
-            refresh_token=IssuedToken(refresh_token, row.expires_ms, now_ms),
+            refresh_token=TokenInfo(refresh_token, row.expires_ms, now_ms),
             anti_csrf_token=anti_csrf_token,
         )
 
@@ -156,12 +156,12 @@ class SessionManager:
         row = SessionRow(
             handle=str(uuid.uuid4()),
             user_id=user_id,
-            tenant_id=DEFAULT_TENANT,
+            tenant_id=DEFAULT_TENANT_ID,
             refresh_hash=secret_hash(secret),
             prev_refresh_hash=None,
             rotated_at_ms=None,
-            access_token_payload=json_text(access_token_payload),
-            session_data=json_text(session_data),
+            access_token_payload=compact_json(access_token_payload),
+            session_data=compact_json(session_data),
             created_ms=now,
             expires_ms=self._sliding_expiry(now, absolute_expiry),
             absolute_expires_ms=absolute_expiry,
@@ -210,9 +210,9 @@ class SessionManager:
         return VerifiedSession(
             handle=payload["sessionHandle"],
             user_id=payload["sub"],
-            tenant_id=payload.get("tId", DEFAULT_TENANT),
+            tenant_id=payload.get("tId", DEFAULT_TENANT_ID),
             access_token_payload=payload,
-            access_token=IssuedToken(access_token, payload["exp"] * 1000, payload["iat"] * 1000),
+            access_token=TokenInfo(access_token, payload["exp"] * 1000, payload["iat"] * 1000),
         )
 
     async def refresh_session(
@@ -363,7 +363,7 @@ class SessionManager:
         self, handle: str, new_session_data: dict[str, Any]
     ) -> bool:
         check_session_handle(handle)
-        data = json_text(new_session_data)
+        data = compact_json(new_session_data)
 
         def decide(row: SessionRow | None) -> tuple[Change, bool]:
             if row is None:
@@ -405,7 +405,7 @@ class SessionManager:
             check_custom_claims(new_custom_claims, "new_access_token_payload_json")
         now = self._now()
         old = await self._tokens.verify_access_token(access_token, now, check_expiry=False)
-        new_text = None if new_custom_claims is None else json_text(new_custom_claims)
+        new_text = None if new_custom_claims is None else compact_json(new_custom_claims)
 
         def decide(row: SessionRow | None) -> tuple[Change, SessionRow | None]:
             if row is None or row.user_id != old["sub"]:

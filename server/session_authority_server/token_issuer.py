@@ -5,10 +5,10 @@ at start before any token is minted."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from session_authority.errors import InvalidArgumentError
+from session_authority.session import TokenInfo
 from session_authority.verify import parse_access_token, verify_access_token
 
 from .clock import Clock
@@ -23,13 +23,6 @@ MAX_JWT_VALIDITY_S = 10 * DEFAULT_JWT_VALIDITY_S
 # The "stt" (token type) of every CreateJwt token, as SuperTokens core marks its
 # own: a session token has none or 0, and SuperTokens' SDKs reject any other.
 NOT_A_SESSION_TOKEN = 1
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedToken:
-    token: str
-    expiry_ms: int
-    created_time_ms: int
 
 
 class TokenIssuer:
@@ -51,7 +44,7 @@ class TokenIssuer:
         anti_csrf_token: str | None,
         now_ms: int,
         expiry_s: int | None = None,
-    ) -> tuple[dict[str, Any], IssuedToken]:
+    ) -> tuple[dict[str, Any], TokenInfo]:
         """An access token of the session (expiring with the access-token validity,
         never past the session's absolute end, unless expiry_s is given): its
         payload and the token."""
@@ -75,7 +68,7 @@ class TokenIssuer:
         }
         payload.update(custom_claims)
         token = self._minter.mint(await self.keys.signer(), payload)
-        return payload, IssuedToken(token, expiry_s * 1000, now_ms)
+        return payload, TokenInfo(token, expiry_s * 1000, now_ms)
 
     async def verify_access_token(
         self, access_token: str, now_ms: int, *, check_expiry: bool

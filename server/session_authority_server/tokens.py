@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import struct
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from session_authority.json_text import compact_json
 from session_authority.verify import ACCESS_TOKEN_VERSION, b64url_decode, b64url_encode
 
 from .keys import SigningKey
@@ -44,10 +44,6 @@ _SECRET_BYTES = 32
 _MAC_BYTES = 32
 _TOKEN_BYTES = 2 + 16 + _SECRET_BYTES + _MAC_BYTES
 REFRESH_TOKEN_LENGTH = (_TOKEN_BYTES * 4 + 2) // 3  # unpadded base64url
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class JwtMinter:
@@ -65,9 +61,9 @@ class JwtMinter:
             fields = {"alg": signer.algorithm_name, "kid": signer.kid, "typ": "JWT"}
             if access_token:
                 fields["version"] = ACCESS_TOKEN_VERSION
-            header = b64url_encode(json_text(fields).encode())
+            header = b64url_encode(compact_json(fields).encode())
             self._headers[(signer.kid, access_token)] = header
-        signing_input = f"{header}.{b64url_encode(json_text(payload).encode())}"
+        signing_input = f"{header}.{b64url_encode(compact_json(payload).encode())}"
         signature = signer.public.algorithm.sign(signing_input.encode(), signer.private_key)
         return f"{signing_input}.{b64url_encode(signature)}"
 

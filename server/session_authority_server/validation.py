@@ -6,12 +6,11 @@ Every rejection is an InvalidArgumentError naming the request field.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from session_authority.errors import InvalidArgumentError
-from session_authority.json_text import strict_json_loads
+from session_authority.json_text import compact_json, strict_json_loads
 from session_authority.verify import PROTECTED_CLAIMS
 
 MAX_USER_ID_LENGTH = 512
@@ -141,7 +140,7 @@ def check_session_handles(handles: Sequence[str], field: str = "session_handles"
 def dump_within_limit(value: dict[str, Any], field: str, max_bytes: int) -> str:
     """Serialise an object built from a request (a merge, say), refusing it when
     the result outgrew its limit."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = compact_json(value)
     if len(text.encode()) > max_bytes:
         raise InvalidArgumentError(
             f"with {field} applied the object is larger than {max_bytes} bytes", field=field
