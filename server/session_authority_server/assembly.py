@@ -1,5 +1,6 @@
 """The parts that serve the API, wired together: key ring, token issuer, the
-recipe, claims and the revocation feed, over one store, clock and observer."""
+recipe, claims, the revocation feed and housekeeping, over one store, clock and
+observer. The servicer, the HTTP side and the CLI get their parts from here."""
 
 from __future__ import annotations
 

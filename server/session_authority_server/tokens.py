@@ -1,7 +1,8 @@
-"""Minting access tokens and the refresh-token format.
+"""Token formats: the JWT signer, and the refresh-token and page-token codecs.
 
-Access token: a JWT in SuperTokens' v5 layout, signed with the ring's current
-key object (never a PEM per call). The header for a key is encoded once.
+JWTs (access tokens, whose layout token_issuer.py fills in, and CreateJwt's) are
+signed with the ring's key objects (never a PEM per call); the header for a key
+is encoded once.
 
 Refresh token: opaque to clients, authenticated by the authority:
 
