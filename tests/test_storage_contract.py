@@ -17,6 +17,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +43,7 @@ from session_authority_server.storage.base import (
 from session_authority_server.storage.migrations import migrations
 
 from .conftest import POSTGRES_DSN
+from .unit.memory_store import MemoryStore
 
 NOW = 1_800_000_000_000
 MINUTE = 60_000
@@ -112,9 +114,40 @@ async def physically_present(store: SessionStore, handle: str) -> bool:
     return await store.get_session(handle, 0) is not None
 
 
+MEMORY = "memory:"  # the in-memory store of the unit tests (tests/unit/memory_store.py)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test runs on each backend; the in-memory store too, unless the test
+    opens stores by URL (migrations, or a second store on one database as another
+    replica would): that is about the database itself, and it has none."""
+    if "backend_url" in metafunc.fixturenames:
+        backends = ["sqlite", "postgresql"]
+        if "any_database_url" not in metafunc.fixturenames:
+            backends.append("memory")
+        metafunc.parametrize("backend_url", backends, indirect=True)
+
+
 @pytest.fixture
-async def store(any_database_url: str) -> AsyncIterator[SessionStore]:
-    opened_store = open_store(any_database_url)
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """conftest's any_database_url, plus the in-memory store."""
+    if request.param == "memory":
+        return MEMORY
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/sessions.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def any_database_url(backend_url: str) -> str:
+    """A database's URL (never the memory store's: see pytest_generate_tests)."""
+    return backend_url
+
+
+@pytest.fixture
+async def store(backend_url: str) -> AsyncIterator[SessionStore]:
+    opened_store = MemoryStore() if backend_url == MEMORY else open_store(backend_url)
     await opened_store.open()
     yield opened_store
     await opened_store.close()
@@ -592,7 +625,8 @@ async def test_every_live_deletion_is_logged_once(store: SessionStore) -> None:
 
     assert await store.delete_sessions(["h-a1", "h-exp", "h-missing"], NOW) == ["h-a1"]
     assert await store.update_session("h-a2", NOW + 1, lambda r: (DELETE, "theft")) == "theft"
-    assert await store.update_session("h-missing", NOW + 1, lambda r: (DELETE, None)) is None
+    nothing: str | None = await store.update_session("h-missing", NOW + 1, lambda r: (DELETE, None))
+    assert nothing is None
     assert await store.delete_sessions_for_user("bob", NOW + 2) == ["h-b1"]
     assert await store.delete_other_sessions("h-a3", NOW + 3) == ["h-a4"]
     assert await store.purge_expired(NOW + 3) == 0
@@ -704,7 +738,11 @@ async def test_racing_add_signing_key_creates_exactly_one_key(any_database_url: 
 async def test_delete_signing_keys(store: SessionStore) -> None:
     keys = [make_key(f"d-{i}", created_ms=NOW + i) for i in range(3)]
     for key in keys:
-        await store.add_signing_key(lambda existing, key=key: key)
+
+        def add(existing: list[SigningKeyRow], key: SigningKeyRow = key) -> SigningKeyRow:
+            return key
+
+        await store.add_signing_key(add)
     assert await store.delete_signing_keys([]) == 0
     assert await store.delete_signing_keys(["d-0", "d-missing", "d-2"]) == 2
     assert await store.signing_keys() == [keys[1]]
@@ -884,7 +922,9 @@ class StoreMachine(RuleBasedStateMachine):
         self.db_name: str | None = None
         self.store: SessionStore | None = None
         try:
-            if self.backend == "sqlite":
+            if self.backend == "memory":
+                store: SessionStore = MemoryStore()
+            elif self.backend == "sqlite":
                 self.tempdir = tempfile.mkdtemp(prefix="sa-sm-")
                 url = f"sqlite:///{self.tempdir}/sessions.db"
                 # Durability is not under test here; skipping fsync keeps runs cheap.
@@ -1166,6 +1206,10 @@ class PostgresStoreMachine(StoreMachine):
     backend = "postgresql"
 
 
+class MemoryStoreMachine(StoreMachine):
+    backend = "memory"
+
+
 # Shrinking re-runs the machine (a fresh database each time) hundreds of times,
 # longer than the test timeout; a failure is reported with its full step list
 # instead. To shrink one locally, add Phase.shrink and run with --timeout=0.
@@ -1183,6 +1227,7 @@ MACHINE_SETTINGS = settings(
     [
         pytest.param(SQLiteStoreMachine, id="sqlite"),
         pytest.param(PostgresStoreMachine, id="postgresql"),
+        pytest.param(MemoryStoreMachine, id="memory"),
     ],
 )
 def test_store_agrees_with_in_memory_model(machine: type[StoreMachine]) -> None:
