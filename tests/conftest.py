@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
-from session_authority import SessionClient
+from session_authority import SessionClient, SessionContainer
 from session_authority_server.app import RunningServer, start_server
 from session_authority_server.config import Settings, load_settings
 
@@ -39,7 +39,14 @@ class ManualClock:
         self.ms += int(seconds * 1000)
 
 
-class RpcCounter(grpc.aio.ServerInterceptor):
+def refresh_token_of(session: SessionContainer) -> str:
+    """The refresh token of a session that create_new_session or refresh_session
+    returned: SessionContainer.refresh_token is None only for get_session's."""
+    assert session.refresh_token is not None
+    return session.refresh_token
+
+
+class RpcCounter(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped: Any
     """Counts the RPCs a server receives, by method name (e.g. "GetSession")."""
 
     def __init__(self) -> None:

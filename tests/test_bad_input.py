@@ -544,8 +544,14 @@ NOT_JSON_OBJECTS = [
 
 def _request(field: str, text: str, target: SessionContainer) -> tuple[str, Any]:
     """(stub method name, request) that carries text in field, aimed at target."""
-    if field in ("access_token_payload_json", "session_data_in_database_json"):
-        return "CreateNewSession", pb.CreateNewSessionRequest(user_id="u-json", **{field: text})
+    if field == "access_token_payload_json":
+        return "CreateNewSession", pb.CreateNewSessionRequest(
+            user_id="u-json", access_token_payload_json=text
+        )
+    if field == "session_data_in_database_json":
+        return "CreateNewSession", pb.CreateNewSessionRequest(
+            user_id="u-json", session_data_in_database_json=text
+        )
     if field == "new_session_data_json":
         return "UpdateSessionDataInDatabase", pb.UpdateSessionDataInDatabaseRequest(
             session_handle=target.session_handle, new_session_data_json=text

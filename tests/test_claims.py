@@ -76,7 +76,7 @@ class Fetch:
 
 
 class AsyncFetch(Fetch):
-    async def __call__(self, user_id: str, payload: dict[str, Any]) -> Any:  # type: ignore[override]
+    async def __call__(self, user_id: str, payload: dict[str, Any]) -> Any:
         return super().__call__(user_id, payload)
 
 
@@ -111,7 +111,9 @@ def entry(value: Any, t: int) -> dict[str, Any]:
 def token_payload(token: str) -> dict[str, Any]:
     """The payload a token string itself carries (not what a container says)."""
     segment = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    decoded = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    assert isinstance(decoded, dict)
+    return decoded
 
 
 @contextlib.asynccontextmanager
@@ -320,8 +322,10 @@ async def test_validator_kind_in_every_state_same_on_both_sides(
         assert result.access_token_payload_update is None, state
 
 
-async def test_max_age_boundary_and_default_max_age(client: SessionClient, clock: ManualClock):
-    claim = PrimitiveClaim("level", no_fetch, default_max_age_in_seconds=30)
+async def test_max_age_boundary_and_default_max_age(
+    client: SessionClient, clock: ManualClock
+) -> None:
+    claim = PrimitiveClaim[str]("level", no_fetch, default_max_age_in_seconds=30)
     payload = {"level": entry("gold", clock.ms)}
     default = claim.validators.has_value("gold")
     explicit = claim.validators.has_value("gold", max_age_in_seconds=10)
@@ -353,7 +357,7 @@ async def test_get_session_refetches_a_claim_older_than_its_max_age(
     rpc_counter: RpcCounter,
 ) -> None:
     fetch = Fetch("admin")
-    role = PrimitiveClaim("role", fetch)
+    role = PrimitiveClaim[str]("role", fetch)
     validator = role.validators.has_value("admin", max_age_in_seconds=MAX_AGE)
     seen: list[tuple[list[Any], SessionContainer]] = []
 
@@ -364,7 +368,7 @@ async def test_get_session_refetches_a_claim_older_than_its_max_age(
     options: dict[str, Any] = {"verify_locally": verify_locally}
     if registered == "client-global":
         options["global_claim_validators"] = [validator]
-    get_options = {"override_global_claim_validators": override} if registered == "override" else {}
+    chosen_override = override if registered == "override" else None
 
     async with connect(server, **options) as client:
         created = await client.create_new_session(USER, await role.build(USER, {}, clock.ms))
@@ -373,7 +377,9 @@ async def test_get_session_refetches_a_claim_older_than_its_max_age(
         assert created.access_token_payload["role"] == entry("admin", fetched_at)
 
         clock.advance(MAX_AGE)  # exactly the max age: fresh enough
-        same = await client.get_session(created.access_token, **get_options)
+        same = await client.get_session(
+            created.access_token, override_global_claim_validators=chosen_override
+        )
         assert same is not None
         assert len(fetch.calls) == 1
         assert same.access_token == created.access_token
@@ -383,7 +389,9 @@ async def test_get_session_refetches_a_claim_older_than_its_max_age(
             assert seen[-1][1].session_handle == created.session_handle
 
         clock.advance(1)
-        renewed = await client.get_session(created.access_token, **get_options)
+        renewed = await client.get_session(
+            created.access_token, override_global_claim_validators=chosen_override
+        )
         assert renewed is not None
         assert len(fetch.calls) == 2
         assert fetch.calls[-1][0] == USER
@@ -394,7 +402,9 @@ async def test_get_session_refetches_a_claim_older_than_its_max_age(
         assert renewed.session_handle == created.session_handle
 
         # The new token verifies, carries the new time, and needs no refetch.
-        again = await client.get_session(renewed.access_token, **get_options)
+        again = await client.get_session(
+            renewed.access_token, override_global_claim_validators=chosen_override
+        )
         assert again is not None
         assert again.access_token == renewed.access_token
         assert again.access_token_payload["role"] == entry("admin", clock.ms)
@@ -483,7 +493,7 @@ async def test_authority_globals_are_listed_and_enforced_everywhere(
         ]
 
         bare = await local.create_new_session(USER)
-        paths = {
+        paths: dict[str, Callable[[str], Awaitable[SessionContainer | None]]] = {
             "local": local.get_session,
             "remote": remote.get_session,
             "check-database": lambda token: remote.get_session(token, check_database=True),
@@ -626,7 +636,7 @@ async def test_override_also_replaces_the_client_globals(
 
 # --- INVALID_CLAIMS with every reason, from both paths ---------------------------------------
 
-FAILING_GLOBALS = [
+FAILING_GLOBALS: list[dict[str, Any]] = [
     {"claim": "st-ev", "kind": "is_true"},
     {"claim": "roles", "kind": "includes", "value": "admin"},
     {"claim": "level", "kind": "has_value", "value": 3, "max_age_seconds": 10, "id": "lvl"},
@@ -713,7 +723,7 @@ async def test_claim_functions_on_a_session_that_does_not_exist(
     gone: str, client: SessionClient, clock: ManualClock
 ) -> None:
     fetch = Fetch("admin")
-    role = PrimitiveClaim("role", fetch)
+    role = PrimitiveClaim[str]("role", fetch)
     session = await client.create_new_session(USER, {"role": entry("user", clock.ms)})
     handle = session.session_handle
     if gone == "revoked":
@@ -933,7 +943,7 @@ def _mixed_validators(
     keep the default id "roles" (both validate the roles claim, as is usual in
     SuperTokens) and only the second of them fails."""
     roles = PrimitiveArrayClaim("roles", no_fetch)
-    level = PrimitiveClaim("level", no_fetch)
+    level = PrimitiveClaim[int]("level", no_fetch)
     sync_fail = Custom("custom-sync", {"message": "sync says no", "n": 1})
     async_fail = AsyncCustom("custom-async", {"message": "async says no"})
     passes = AsyncCustom("custom-ok", None)
@@ -1016,7 +1026,9 @@ async def test_a_passing_custom_validator_lets_get_session_through(
 
 
 @pytest.mark.parametrize("key", PROTECTED)
-def test_protected_keys_cannot_be_claim_keys(key: str, make_settings: Callable[..., Settings]):
+def test_protected_keys_cannot_be_claim_keys(
+    key: str, make_settings: Callable[..., Settings]
+) -> None:
     for claim_class in (PrimitiveClaim, PrimitiveArrayClaim, BooleanClaim, SessionClaim):
         with pytest.raises(InvalidArgumentError):
             claim_class(key, no_fetch)

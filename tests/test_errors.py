@@ -491,7 +491,7 @@ class EndedCall:
     status: Any
 
     def code(self) -> grpc.StatusCode:
-        return self.status.code  # type: ignore[no-any-return]
+        return self.status.code
 
     def details(self) -> str:
         return self.status.details  # type: ignore[no-any-return]

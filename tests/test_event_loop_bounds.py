@@ -122,12 +122,14 @@ async def heavy_calls(stub: pb_grpc.SessionServiceStub) -> list[tuple[str, Calla
     access_token = created.access_token.token
     handle = created.session.session_handle
     validator_sets = {"64 validators": many_validators(), "one big list": one_big_validator()}
-    calls: list[tuple[str, Callable[[], Any]]] = []
-    for label, validators in validator_sets.items():
-        calls += [
+
+    def validator_calls(
+        label: str, v: list[pb.ClaimValidator]
+    ) -> list[tuple[str, Callable[[], Any]]]:
+        return [
             (
                 f"ValidateClaims, {label}",
-                lambda v=validators: stub.ValidateClaims(
+                lambda: stub.ValidateClaims(
                     pb.ValidateClaimsRequest(
                         access_token_payload_json=compact(payload), claim_validators=v
                     )
@@ -135,7 +137,7 @@ async def heavy_calls(stub: pb_grpc.SessionServiceStub) -> list[tuple[str, Calla
             ),
             (
                 f"ValidateClaimsInJwtPayload, {label}",
-                lambda v=validators: stub.ValidateClaimsInJwtPayload(
+                lambda: stub.ValidateClaimsInJwtPayload(
                     pb.ValidateClaimsInJwtPayloadRequest(
                         jwt_payload_json=compact(payload), claim_validators=v
                     )
@@ -143,7 +145,7 @@ async def heavy_calls(stub: pb_grpc.SessionServiceStub) -> list[tuple[str, Calla
             ),
             (
                 f"GetSession with override validators, {label}",
-                lambda v=validators: stub.GetSession(
+                lambda: stub.GetSession(
                     pb.GetSessionRequest(
                         access_token=access_token,
                         override_global_claim_validators=pb.ClaimValidatorList(validators=v),
@@ -151,6 +153,10 @@ async def heavy_calls(stub: pb_grpc.SessionServiceStub) -> list[tuple[str, Calla
                 ),
             ),
         ]
+
+    calls: list[tuple[str, Callable[[], Any]]] = []
+    for label, validators in validator_sets.items():
+        calls += validator_calls(label, validators)
     calls += [
         (
             "CreateNewSession, payload and data at their limits",

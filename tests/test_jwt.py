@@ -130,7 +130,9 @@ async def test_the_static_key_survives_rotation(
         dynamic_after = await client.create_jwt({"n": 2}, use_static_signing_key=False)
 
         def kid(token: str) -> str:
-            return jwt.get_unverified_header(token)["kid"]
+            value = jwt.get_unverified_header(token)["kid"]
+            assert isinstance(value, str)
+            return value
 
         assert kid(dynamic_after) != kid(dynamic_before)  # the dynamic key rotated
         assert kid(static_after) == kid(static_before)  # the static key never does

@@ -18,6 +18,8 @@ from session_authority.errors import TryRefreshTokenError
 from session_authority_server.app import RunningServer
 from session_authority_server.storage import open_store
 
+from .conftest import ManualClock, RpcCounter, refresh_token_of
+
 Start = Callable[..., Awaitable[RunningServer]]
 Connect = Callable[..., SessionClient]
 
@@ -29,7 +31,9 @@ SKEW = 60  # seconds a retired key stays published beyond the last token it sign
 
 def _segment(token: str, index: int) -> dict[str, Any]:
     segment = token.split(".")[index]
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    decoded = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    assert isinstance(decoded, dict)
+    return decoded
 
 
 def header(token: str) -> dict[str, Any]:
@@ -37,7 +41,9 @@ def header(token: str) -> dict[str, Any]:
 
 
 def kid_of(token: str) -> str:
-    return header(token)["kid"]
+    kid = header(token)["kid"]
+    assert isinstance(kid, str)
+    return kid
 
 
 async def dynamic_jwks(client: SessionClient) -> list[dict[str, Any]]:
@@ -68,7 +74,9 @@ async def assert_rejected(local: SessionClient, remote: SessionClient, token: st
 # --- header and JWKS --------------------------------------------------------------------------
 
 
-async def test_access_token_header_and_jwks(server, client, clock) -> None:
+async def test_access_token_header_and_jwks(
+    server: RunningServer, client: SessionClient, clock: ManualClock
+) -> None:
     created = await client.create_new_session("user-1")
 
     head = header(created.access_token)
@@ -89,7 +97,7 @@ async def test_access_token_header_and_jwks(server, client, clock) -> None:
 # --- rotation ---------------------------------------------------------------------------------
 
 
-async def test_rotation_schedule(start: Start, connect: Connect, clock) -> None:
+async def test_rotation_schedule(start: Start, connect: Connect, clock: ManualClock) -> None:
     server = await start(signing_key_rotation=ROTATION, access_token_validity=HOUR)
     t0 = clock.now_ms()
     async with (
@@ -126,7 +134,7 @@ async def test_rotation_schedule(start: Start, connect: Connect, clock) -> None:
         assert switch_ms == published_ms + LEAD * 1000
         fresh = await early.create_new_session("user-3")
         assert kid_of(fresh.access_token) == k2
-        refreshed = await early.refresh_session(session.refresh_token)
+        refreshed = await early.refresh_session(refresh_token_of(session))
         assert kid_of(refreshed.access_token) == k2
         assert await jwks_kids(early) == [k1, k2]
 
@@ -152,14 +160,14 @@ async def test_rotation_schedule(start: Start, connect: Connect, clock) -> None:
         clock.advance(1)
         assert await jwks_kids(early) == [k2]
         # Tokens of the new key are unaffected.
-        latest = await early.refresh_session(refreshed.refresh_token)
+        latest = await early.refresh_session(refresh_token_of(refreshed))
         assert kid_of(latest.access_token) == k2
         async with connect(server) as after:
             await assert_verifies(after, remote, latest.access_token)
 
 
 async def test_successor_is_created_once_and_then_rotates_again(
-    start: Start, connect: Connect, clock
+    start: Start, connect: Connect, clock: ManualClock
 ) -> None:
     server = await start(signing_key_rotation=ROTATION, access_token_validity=HOUR)
     async with connect(server) as client:
@@ -184,7 +192,7 @@ async def test_successor_is_created_once_and_then_rotates_again(
 
 
 async def test_client_with_cached_jwks_refetches_once_for_a_new_kid(
-    start: Start, connect: Connect, clock, rpc_counter
+    start: Start, connect: Connect, clock: ManualClock, rpc_counter: RpcCounter
 ) -> None:
     server = await start(signing_key_rotation=ROTATION, access_token_validity=HOUR)
     async with connect(server) as cached, connect(server) as minter:
@@ -236,7 +244,7 @@ async def test_other_algorithms(
         assert "x" in jwk and "d" not in jwk
 
         await assert_verifies(local, remote, created.access_token)
-        refreshed = await local.refresh_session(created.refresh_token)
+        refreshed = await local.refresh_session(refresh_token_of(created))
         assert header(refreshed.access_token)["alg"] == algorithm
         await assert_verifies(local, remote, refreshed.access_token)
 
@@ -246,7 +254,7 @@ async def test_other_algorithms(
 
 
 async def test_changing_the_algorithm_on_an_existing_database(
-    start: Start, connect: Connect, clock
+    start: Start, connect: Connect, clock: ManualClock
 ) -> None:
     first = await start()
     async with connect(first) as client:
@@ -272,7 +280,7 @@ async def test_changing_the_algorithm_on_an_existing_database(
         await assert_verifies(local, remote, old.access_token)
         await assert_verifies(local, remote, new.access_token)
         # The RS256 session refreshes into an ES256 token.
-        refreshed = await remote.refresh_session(old.refresh_token)
+        refreshed = await remote.refresh_session(refresh_token_of(old))
         assert header(refreshed.access_token) == head
         assert refreshed.custom_claims == {"k": "v"}
         await assert_verifies(local, remote, refreshed.access_token)
@@ -281,7 +289,7 @@ async def test_changing_the_algorithm_on_an_existing_database(
 # --- key objects and creation -----------------------------------------------------------------
 
 
-async def test_keys_are_parsed_once(start: Start, clock) -> None:
+async def test_keys_are_parsed_once(start: Start, clock: ManualClock) -> None:
     server = await start(signing_key_rotation=ROTATION, access_token_validity=HOUR)
     ring = server.authority.keys
     first = await ring.signer()
@@ -334,7 +342,7 @@ async def check_one_shared_key(
         assert kid_of(on_a.access_token) == kid_of(on_b.access_token) == kids_a[0]
         # The replicas share the key and the refresh-token secret.
         assert await b.get_session(on_a.access_token, check_database=True) is not None
-        refreshed = await b.refresh_session(on_a.refresh_token)
+        refreshed = await b.refresh_session(refresh_token_of(on_a))
         assert await a.get_session(refreshed.access_token, check_database=True) is not None
 
 
@@ -365,5 +373,5 @@ async def test_two_servers_started_one_after_the_other_share_the_key(
         assert len(await jwks_kids(a)) == 1
         assert await b.get_jwks() == await a.get_jwks()
         on_a = await a.create_new_session("user-1")
-        refreshed = await b.refresh_session(on_a.refresh_token)
+        refreshed = await b.refresh_session(refresh_token_of(on_a))
         assert kid_of(refreshed.access_token) == kid_of(on_a.access_token)

@@ -188,8 +188,8 @@ async def test_rotation_due_on_both_replicas_creates_one_key_that_both_use(
     published at once but signs only after the publish lead; rather than wait for
     that, its start is then moved into the past too and both replicas restart
     (a running replica reloads its key schedule only when that schedule says so)."""
-    settings = {"signing_key_rotation": str(ROTATION_S)}
-    async with replicas(postgres_url, count=1, **settings) as (a,):
+    rotation = str(ROTATION_S)
+    async with replicas(postgres_url, count=1, signing_key_rotation=rotation) as (a,):
         (first_kid,) = await dynamic_kids(a.client)
     age_ms = ROTATION_S * 1000 + 1
     await fetch(
@@ -199,7 +199,7 @@ async def test_rotation_due_on_both_replicas_creates_one_key_that_both_use(
     )
 
     before_ms = now_ms()
-    async with replicas(postgres_url, **settings) as (a, b):
+    async with replicas(postgres_url, signing_key_rotation=rotation) as (a, b):
         after_ms = now_ms()
         rows = await signing_key_rows(postgres_url)
         assert len(rows) == 2, "exactly one successor for a rotation due on both replicas"
@@ -220,7 +220,7 @@ async def test_rotation_due_on_both_replicas_creates_one_key_that_both_use(
         PUBLISH_LEAD_MS + 1,
         new_kid,
     )
-    async with replicas(postgres_url, **settings) as (a, b):
+    async with replicas(postgres_url, signing_key_rotation=rotation) as (a, b):
         assert [row["kid"] for row in await signing_key_rows(postgres_url)] == [
             first_kid,
             new_kid,

@@ -346,7 +346,9 @@ async def test_local_verifier_rejects_a_revoked_session_within_milliseconds(
         bystander = sessions.pop()
         for session in [*sessions, bystander]:  # JWKS fetched, everything valid
             assert await watcher.get_session(session.access_token) is not None
-        await wait_until(watcher.revocations.is_fresh)
+        revoked = watcher.revocations
+        assert revoked is not None
+        await wait_until(revoked.is_fresh)
         remote_checks = rpc_counter.calls["GetSession"]
 
         latencies = []
@@ -357,7 +359,7 @@ async def test_local_verifier_rejects_a_revoked_session_within_milliseconds(
             assert await watcher.get_session(bystander.access_token) is not None
 
         assert rpc_counter.calls["GetSession"] == remote_checks  # all of it local
-        assert len(watcher.revocations) == len(sessions)
+        assert len(revoked) == len(sessions)
         for session in sessions:
             with pytest.raises(UnauthorisedError):
                 await watcher.get_session(session.access_token)
@@ -467,26 +469,28 @@ async def test_stale_stream_falls_back_to_asking_the_authority(
     a = await start(database_url=any_database_url, listen=listen)
     async with connect(a, watch_revocations=True, revocation_staleness=staleness) as watcher:
         created = await watcher.create_new_session("user-1")
+        revocations = watcher.revocations
+        assert revocations is not None
         # Fresh (a message within the bound): verified locally, no GetSession RPC.
-        await wait_until(watcher.revocations.is_fresh)
+        await wait_until(revocations.is_fresh)
         assert await watcher.get_session(created.access_token) is not None
         assert rpc_counter.calls["GetSession"] == 0
 
         await a.stop(None)
-        stale_after = await wait_until(lambda: not watcher.revocations.is_fresh())
+        stale_after = await wait_until(lambda: not revocations.is_fresh())
         assert stale_after <= staleness + 0.5
         # No silent success on stale state: it asks the authority, which is down.
         with pytest.raises((AuthorityUnreachableError, StorageUnavailableError)):
             await watcher.get_session(created.access_token)
 
         b = await start(database_url=any_database_url, listen=listen)
-        await wait_until(watcher.revocations.is_fresh, within_s=20)
+        await wait_until(revocations.is_fresh, within_s=20)
         assert await watcher.get_session(created.access_token) is not None
         assert rpc_counter.calls["GetSession"] == 0  # fresh again: local
 
         # The stream heartbeats every 5 s, so with a bound this tight it goes stale
         # between heartbeats, and get_session then checks with the authority.
-        await wait_until(lambda: not watcher.revocations.is_fresh())
+        await wait_until(lambda: not revocations.is_fresh())
         assert await watcher.get_session(created.access_token) is not None
         assert rpc_counter.calls["GetSession"] == 1
         assert await watcher.revoke_session(created.session_handle)
@@ -512,7 +516,9 @@ async def test_revocation_on_one_replica_reaches_a_watcher_on_the_other(
         bystander = sessions.pop()
         for session in [*sessions, bystander]:
             assert await watcher.get_session(session.access_token) is not None
-        await wait_until(watcher.revocations.is_fresh)
+        revocations = watcher.revocations
+        assert revocations is not None
+        await wait_until(revocations.is_fresh)
 
         # Five measurements at a time (each from its own revoke_session returning),
         # so that the 50 fit in a few seconds whatever the replicas' poll phase.
@@ -547,7 +553,8 @@ async def test_a_watch_passes_the_gate_of_every_rpc(start: Start) -> None:
         assert status is not None
         info = error_details_pb2.ErrorInfo()
         assert status.details[0].Unpack(info)
-        return info.reason
+        value: str = info.reason  # google.rpc has no type information
+        return value
 
     server = await start(api_keys="k" * 32)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -55,13 +55,15 @@ class Child:
             text=True,
             errors="replace",
         )
-        threading.Thread(target=self._read, name=f"{name}-output", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name=f"{name}-output", daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.log.append(line)
-            self._lines.put(line)
+        with self.process.stdout:  # the reader owns the pipe: closed at end of output
+            for line in self.process.stdout:
+                self.log.append(line)
+                self._lines.put(line)
         self._lines.put(None)
 
     def wait_for(self, pattern: str) -> re.Match[str]:
@@ -82,14 +84,17 @@ class Child:
                 return match
 
     def stop(self) -> int:
-        """SIGTERM, then SIGKILL if it lingers; the exit status."""
+        """SIGTERM, then SIGKILL if it lingers; the exit status, once its output has
+        been read to the end (and its pipe closed)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                return self.process.wait(STOP_TIMEOUT_S)
+                self.process.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        return self.process.wait()
+        status = self.process.wait()
+        self._reader.join(STOP_TIMEOUT_S)
+        return status
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
