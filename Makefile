@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PROTO_SRC := protos/session_authority/v1/session_service.proto
 GEN_DIR   := client/session_authority/v1
+NODE_DIR  := examples/node
+NODE_GEN  := $(NODE_DIR)/gen
 
 # The long targets' sizes; .ci/run runs each in miniature through these, e.g.
 # `make fuzz FUZZ_EXAMPLES=5`, `make bench-scale SCALE_ROWS=1000,10000`.
@@ -49,9 +51,15 @@ test: $(VENV)/.dev-installed
 demo: $(VENV)/.server-installed
 	$(BIN)/python examples/demo/run.py
 
-# The Node.js client from the same protos, against a real authority it starts.
-node-test: $(VENV)/.server-installed
-	cd examples/node && npm ci --silent --no-audit --no-fund && npm test
+# The Node.js client (Connect-ES, code from protoc-gen-es in examples/node/gen)
+# against a real authority it starts: every RPC over gRPC, Connect and gRPC-Web.
+node-test: $(VENV)/.server-installed $(NODE_DIR)/node_modules/.installed
+	cd $(NODE_DIR) && npm test
+
+# examples/node's locked packages, protoc-gen-es among them (`make proto` runs it).
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --silent --no-audit --no-fund
+	touch $@
 
 # The fuzz test, long: FUZZ_EXAMPLES (2000) examples per strategy instead of the suite's 40.
 fuzz: $(VENV)/.dev-installed
@@ -66,22 +74,44 @@ format: $(VENV)/.dev-installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# buf: lint (STANDARD), format, and no breaking change against the main branch.
 buf-lint: node_modules/.installed
 	npx --no-install buf lint
+	npx --no-install buf format --diff --exit-code
+	npx --no-install buf breaking --against '.git#branch=main'
 
-# Regenerate the committed Python code from the protos (pinned grpcio-tools).
-proto: $(VENV)/.dev-installed
+# The Node.js code: plain ESM JavaScript with .d.ts beside it, from examples/node's
+# locked @bufbuild/protoc-gen-es run by the same pinned protoc, into $(1). Our proto
+# and google/rpc/error_details.proto (ErrorInfo, BadRequest; from the
+# googleapis-common-protos package in .venv); the google/protobuf types are
+# @bufbuild/protobuf's own (@bufbuild/protobuf/wkt), not generated.
+GOOGLEAPIS_INCLUDE = $$($(BIN)/python -c 'import google.rpc, pathlib; print(pathlib.Path(next(iter(google.rpc.__path__))).parents[1])')
+define protoc_es
+	$(BIN)/python -m grpc_tools.protoc -Iprotos -I"$(GOOGLEAPIS_INCLUDE)" \
+		--plugin=protoc-gen-es=$(NODE_DIR)/node_modules/.bin/protoc-gen-es \
+		--es_out=$(1) --es_opt=target=js+dts,import_extension=js \
+		$(PROTO_SRC) google/rpc/error_details.proto
+endef
+
+# Regenerate the committed code from the protos: Python (pinned grpcio-tools) and
+# examples/node/gen (locked protoc-gen-es).
+proto: $(VENV)/.dev-installed $(NODE_DIR)/node_modules/.installed
 	$(BIN)/python -m grpc_tools.protoc -Iprotos \
 		--python_out=client --pyi_out=client --grpc_python_out=client $(PROTO_SRC)
+	rm -rf $(NODE_GEN) && mkdir -p $(NODE_GEN)
+	$(call protoc_es,$(NODE_GEN))
 
 # Fails when the committed generated code differs from what the protos give.
-proto-check: $(VENV)/.dev-installed
+proto-check: $(VENV)/.dev-installed $(NODE_DIR)/node_modules/.installed
 	@tmp=$$(mktemp -d) && \
 	$(BIN)/python -m grpc_tools.protoc -Iprotos \
 		--python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTO_SRC) && \
 	for f in $$tmp/session_authority/v1/*; do \
 		diff -u $(GEN_DIR)/$$(basename $$f) $$f || { echo "generated code is stale: run 'make proto'"; rm -rf $$tmp; exit 1; }; \
-	done; rm -rf $$tmp; echo "generated code is up to date"
+	done && \
+	mkdir $$tmp/es && $(call protoc_es,$$tmp/es) && \
+	{ diff -ru $(NODE_GEN) $$tmp/es || { echo "examples/node/gen is stale: run 'make proto'"; rm -rf $$tmp; exit 1; }; } && \
+	rm -rf $$tmp && echo "generated code is up to date"
 
 # Benchmarks (issue 6): the full run and its table with every target's PASS/FAIL
 # (PostgreSQL when SESSION_AUTHORITY_TEST_POSTGRES_DSN is set), docs/benchmarks.md

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from session_authority.structs import struct_to_wire
 from session_authority.v1 import session_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["SessionService"].full_name
 
 # What a login puts in a session (small, as the README recommends for claims).
-ACCESS_TOKEN_PAYLOAD_JSON = '{"role":"user"}'
-SESSION_DATA_JSON = '{"ip":"127.0.0.1"}'
+ACCESS_TOKEN_PAYLOAD = {"role": "user"}
+SESSION_DATA = {"ip": "127.0.0.1"}
 USERS = 1000  # create requests cycle over this many user ids
 
 # Benchmark labels, in report order. GetSession(check_database) is the same RPC
@@ -40,11 +41,11 @@ class Issued:
 
 
 def create_requests(count: int = USERS) -> list[bytes]:
+    payload = struct_to_wire(ACCESS_TOKEN_PAYLOAD, "access_token_payload")
+    data = struct_to_wire(SESSION_DATA, "session_data_in_database")
     return [
         pb.CreateNewSessionRequest(
-            user_id=f"bench-user-{i}",
-            access_token_payload_json=ACCESS_TOKEN_PAYLOAD_JSON,
-            session_data_in_database_json=SESSION_DATA_JSON,
+            user_id=f"bench-user-{i}", access_token_payload=payload, session_data_in_database=data
         ).SerializeToString()
         for i in range(count)
     ]

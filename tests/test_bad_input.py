@@ -12,6 +12,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,24 +23,31 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from google.protobuf import struct_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from session_authority import (
+    ClaimValidator,
     InvalidArgumentError,
+    PrimitiveClaim,
     SessionClient,
     SessionContainer,
     TryRefreshTokenError,
     UnauthorisedError,
 )
+from session_authority.json_text import MAX_JSON_DEPTH
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.v1 import session_service_pb2_grpc as pb_grpc
 from session_authority_server.app import RunningServer
 
 from .conftest import ManualClock, RpcCounter
 
-BIG = 2**53 + 1  # not representable as a double: proves nothing was reparsed lossily
-WITNESS_PAYLOAD: dict[str, Any] = {"w": BIG, "nested": {"k": [1, "two", None]}}
-WITNESS_DATA: dict[str, Any] = {"d": -BIG, "text": "zß水🙂"}
+# JSON numbers are doubles: 2^53 - 1 is the largest odd integer one holds exactly, so
+# any lossy step (a float32, a decimal rounding) changes it; 0.1 must stay a float.
+BIG = 2**53 - 1
+WITNESS_PAYLOAD: dict[str, Any] = {"w": BIG, "f": 0.1, "nested": {"k": [1, "two", None]}}
+WITNESS_DATA: dict[str, Any] = {"d": -BIG, "text": "zß水🙂", "empty": [{}, []]}
 B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 PROTECTED = (
     "sub",
@@ -153,6 +161,8 @@ class Witness:
             assert verified is not None
             assert verified.session_handle == handle
             assert verified.access_token_payload["w"] == BIG
+            assert type(verified.access_token_payload["w"]) is int
+            assert type(verified.access_token_payload["f"]) is float
 
 
 @pytest.fixture
@@ -202,9 +212,14 @@ async def assert_refused(
 
 
 @pytest.fixture
-async def stub(server: RunningServer) -> AsyncIterator[pb_grpc.SessionServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield pb_grpc.SessionServiceStub(channel)
+async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> pb_grpc.SessionServiceStub:
+    return pb_grpc.SessionServiceStub(channel)
 
 
 async def real_kid_and_jwk(client: SessionClient, token: str) -> tuple[str, dict[str, Any]]:
@@ -500,7 +515,7 @@ async def test_non_canonical_encoding_of_a_real_refresh_token_is_unauthorised(
     await witness.assert_intact()
 
 
-# --- protected claims and non-object JSON -------------------------------------------------
+# --- protected claims and hostile JSON values ----------------------------------------------
 
 
 @pytest.mark.parametrize("claim", PROTECTED)
@@ -508,13 +523,13 @@ async def test_protected_claim_in_a_custom_payload_is_invalid_argument(
     claim: str, client: SessionClient, witness: Witness
 ) -> None:
     calls: dict[str, Callable[[Any], Awaitable[Any]]] = {
-        "access_token_payload_json": lambda value: client.create_new_session(
+        "access_token_payload": lambda value: client.create_new_session(
             "u-protected", {"ok": 1, claim: value}
         ),
-        "access_token_payload_update_json": lambda value: client.merge_into_access_token_payload(
+        "access_token_payload_update": lambda value: client.merge_into_access_token_payload(
             witness.handle, {"ok": 1, claim: value}
         ),
-        "new_access_token_payload_json": lambda value: client.regenerate_access_token(
+        "new_access_token_payload": lambda value: client.regenerate_access_token(
             witness.session.access_token, {"ok": 1, claim: value}
         ),
     }
@@ -528,51 +543,212 @@ async def test_protected_claim_in_a_custom_payload_is_invalid_argument(
     await witness.assert_intact()  # the stored payload is untouched ("ok" not merged)
 
 
-NOT_JSON_OBJECTS = [
-    "[1,2]",
-    "42",
-    "not json",
-    "NaN",
-    '{"a":NaN}',
-    '{"a":-Infinity}',
-    "null",
-    '"a string"',
-    '{"a":1',
-    '{"a":1}{"b":2}',
-]
+@dataclass(frozen=True)
+class JsonField:
+    """A request field that carries a JSON value: a Struct, or a Value holding one.
+
+    build(target) makes the request and returns the Struct inside it that carries
+    the value; the hostile value is written into that Struct in place (copying a
+    deeply nested Struct into a request goes through this process' own parser,
+    whose depth limit the hostile values are meant to meet on the server)."""
+
+    method: str
+    # The field a refusal of the value names, and the one a refusal of its size names.
+    field: str
+    size_field: str
+    max_bytes: int
+    build: Callable[[SessionContainer], tuple[Message, struct_pb2.Struct]]
 
 
-def _request(field: str, text: str, target: SessionContainer) -> tuple[str, Any]:
-    """(stub method name, request) that carries text in field, aimed at target."""
-    if field == "access_token_payload_json":
-        return "CreateNewSession", pb.CreateNewSessionRequest(
-            user_id="u-json", access_token_payload_json=text
-        )
-    if field == "session_data_in_database_json":
-        return "CreateNewSession", pb.CreateNewSessionRequest(
-            user_id="u-json", session_data_in_database_json=text
-        )
-    if field == "new_session_data_json":
-        return "UpdateSessionDataInDatabase", pb.UpdateSessionDataInDatabaseRequest(
-            session_handle=target.session_handle, new_session_data_json=text
-        )
-    if field == "access_token_payload_update_json":
-        return "MergeIntoAccessTokenPayload", pb.MergeIntoAccessTokenPayloadRequest(
-            session_handle=target.session_handle, access_token_payload_update_json=text
-        )
-    assert field == "new_access_token_payload_json"
-    return "RegenerateAccessToken", pb.RegenerateAccessTokenRequest(
-        access_token=target.access_token, new_access_token_payload_json=text
-    )
+def _create_payload(target: SessionContainer) -> tuple[Message, struct_pb2.Struct]:
+    request = pb.CreateNewSessionRequest(user_id="u-json")
+    return request, request.access_token_payload
 
 
-JSON_FIELDS = [
-    "access_token_payload_json",
-    "session_data_in_database_json",
-    "new_session_data_json",
-    "access_token_payload_update_json",
-    "new_access_token_payload_json",
-]
+def _create_data(target: SessionContainer) -> tuple[Message, struct_pb2.Struct]:
+    request = pb.CreateNewSessionRequest(user_id="u-json")
+    return request, request.session_data_in_database
+
+
+def _update_data(target: SessionContainer) -> tuple[Message, struct_pb2.Struct]:
+    request = pb.UpdateSessionDataInDatabaseRequest(session_handle=target.session_handle)
+    return request, request.new_session_data
+
+
+def _merge(target: SessionContainer) -> tuple[Message, struct_pb2.Struct]:
+    request = pb.MergeIntoAccessTokenPayloadRequest(session_handle=target.session_handle)
+    return request, request.access_token_payload_update
+
+
+def _regenerate(target: SessionContainer) -> tuple[Message, struct_pb2.Struct]:
+    request = pb.RegenerateAccessTokenRequest(access_token=target.access_token)
+    return request, request.new_access_token_payload
+
+
+def _set_claim(target: SessionContainer) -> tuple[Message, struct_pb2.Struct]:
+    request = pb.SetClaimValueRequest(session_handle=target.session_handle, claim_key="c")
+    return request, request.value.struct_value
+
+
+def _create_jwt(target: SessionContainer) -> tuple[Message, struct_pb2.Struct]:
+    request = pb.CreateJwtRequest()
+    return request, request.payload
+
+
+def _validate(target: SessionContainer) -> tuple[Message, struct_pb2.Struct]:
+    request = pb.ValidateClaimsRequest()
+    return request, request.access_token_payload
+
+
+def _validate_jwt(target: SessionContainer) -> tuple[Message, struct_pb2.Struct]:
+    request = pb.ValidateClaimsInJwtPayloadRequest()
+    return request, request.jwt_payload
+
+
+def _validator_value(target: SessionContainer) -> tuple[Message, struct_pb2.Struct]:
+    request = pb.ValidateClaimsRequest()
+    validator = request.claim_validators.add(claim_key="c", kind=pb.CLAIM_VALIDATOR_KIND_HAS_VALUE)
+    return request, validator.value.struct_value
+
+
+KIB = 1024
+# Those that store or sign what they are given come first (STORING_FIELDS).
+JSON_FIELDS = {
+    "CreateNewSession.access_token_payload": JsonField(
+        "CreateNewSession",
+        "access_token_payload",
+        "access_token_payload",
+        16 * KIB,
+        _create_payload,
+    ),
+    "CreateNewSession.session_data_in_database": JsonField(
+        "CreateNewSession",
+        "session_data_in_database",
+        "session_data_in_database",
+        64 * KIB,
+        _create_data,
+    ),
+    "UpdateSessionDataInDatabase.new_session_data": JsonField(
+        "UpdateSessionDataInDatabase",
+        "new_session_data",
+        "new_session_data",
+        64 * KIB,
+        _update_data,
+    ),
+    "MergeIntoAccessTokenPayload.access_token_payload_update": JsonField(
+        "MergeIntoAccessTokenPayload",
+        "access_token_payload_update",
+        "access_token_payload_update",
+        16 * KIB,
+        _merge,
+    ),
+    "RegenerateAccessToken.new_access_token_payload": JsonField(
+        "RegenerateAccessToken",
+        "new_access_token_payload",
+        "new_access_token_payload",
+        16 * KIB,
+        _regenerate,
+    ),
+    "SetClaimValue.value": JsonField("SetClaimValue", "value", "value", 16 * KIB, _set_claim),
+    "CreateJwt.payload": JsonField("CreateJwt", "payload", "payload", 16 * KIB, _create_jwt),
+    "ValidateClaims.access_token_payload": JsonField(
+        "ValidateClaims", "access_token_payload", "access_token_payload", 16 * KIB, _validate
+    ),
+    "ValidateClaimsInJwtPayload.jwt_payload": JsonField(
+        "ValidateClaimsInJwtPayload", "jwt_payload", "jwt_payload", 16 * KIB, _validate_jwt
+    ),
+    # A validator's value; the size limit is on the values of all validators together.
+    "ValidateClaims.claim_validators.value": JsonField(
+        "ValidateClaims", "claim_validators.value", "claim_validators", 16 * KIB, _validator_value
+    ),
+}
+STORING_FIELDS = list(JSON_FIELDS)[:7]
+
+
+def _nested_lists(depth: int) -> Callable[[struct_pb2.Struct], None]:
+    """{"a":[[...[1]...]]}: depth levels in all, the Struct itself the first."""
+
+    def fill(struct: struct_pb2.Struct) -> None:
+        value = struct.fields["a"]
+        for _ in range(depth - 2):
+            value = value.list_value.values.add()
+        value.list_value.values.add().number_value = 1
+
+    return fill
+
+
+def _nested_objects(depth: int) -> Callable[[struct_pb2.Struct], None]:
+    """{"a":{"a":...{"a":1}...}}: depth objects."""
+
+    def fill(struct: struct_pb2.Struct) -> None:
+        for _ in range(depth - 1):
+            struct = struct.fields["a"].struct_value
+        struct.fields["a"].number_value = 1
+
+    return fill
+
+
+def _number(number: float, path: tuple[str, ...] = ("a",)) -> Callable[[struct_pb2.Struct], None]:
+    def fill(struct: struct_pb2.Struct) -> None:
+        for key in path[:-1]:
+            struct = struct.fields[key].struct_value
+        struct.fields[path[-1]].number_value = number
+
+    return fill
+
+
+def _without_kind(struct: struct_pb2.Struct) -> None:
+    struct.fields["a"].Clear()  # the entry exists; its Value holds nothing
+
+
+def _without_kind_in_a_list(struct: struct_pb2.Struct) -> None:
+    items = struct.fields["a"].list_value.values
+    items.add().number_value = 1
+    items.add()
+
+
+def _without_kind_in_a_claim(struct: struct_pb2.Struct) -> None:
+    """{"k": {"v": <no kind>, "t": 1}}: a claim as the authority stores one."""
+    entry = struct.fields["k"].struct_value
+    entry.fields["v"].Clear()
+    entry.fields["t"].number_value = 1
+
+
+def _nan_in_a_claim(struct: struct_pb2.Struct) -> None:
+    entry = struct.fields["k"].struct_value
+    values = entry.fields["v"].list_value.values
+    values.add().string_value = "admin"
+    values.add().number_value = math.nan
+    entry.fields["t"].number_value = 1
+
+
+# A hostile JSON value for a field, and which name its refusal gives: "field" (the
+# value's field), "size" (JsonField.size_field) or "request" (the message does not
+# even parse: nested past protobuf's own depth limit).
+Hostile = tuple[Callable[[struct_pb2.Struct], None], str]
+
+HOSTILE_VALUES: dict[str, Hostile] = {
+    "value-without-kind": (_without_kind, "field"),
+    "value-without-kind-in-a-list": (_without_kind_in_a_list, "field"),
+    "value-without-kind-in-a-claim": (_without_kind_in_a_claim, "field"),
+    "nan": (_number(math.nan), "field"),
+    "negative-nan": (_number(-math.nan), "field"),
+    "infinity": (_number(math.inf), "field"),
+    "minus-infinity": (_number(-math.inf), "field"),
+    "nan-in-a-claim": (_nan_in_a_claim, "field"),
+    "infinity-deep-inside": (_number(math.inf, ("x", "y", "z")), "field"),
+    # MAX_JSON_DEPTH is 32; lists nest 33 levels within protobuf's parsing depth.
+    "nested-one-level-too-deep": (_nested_lists(MAX_JSON_DEPTH + 1), "field"),
+    "nested-far-too-deep-in-lists": (_nested_lists(600), "request"),
+    "nested-far-too-deep-in-objects": (_nested_objects(2_500), "request"),
+}
+
+
+def _blob(size: int) -> Callable[[struct_pb2.Struct], None]:
+    def fill(struct: struct_pb2.Struct) -> None:
+        struct.fields["blob"].string_value = "x" * size
+
+    return fill
 
 
 async def _expect_invalid_argument(
@@ -580,52 +756,103 @@ async def _expect_invalid_argument(
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await getattr(stub, method)(request)
-    error = raised.value
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _assert_invalid_argument(raised.value, field)
+
+
+def _assert_invalid_argument(error: grpc.aio.AioRpcError, field: str) -> None:
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
     status = rpc_status.from_call(error)
     assert status is not None
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    infos = []
+    infos, bad_requests = [], []
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
+        bad_request = error_details_pb2.BadRequest()
         if detail.Unpack(info):
             infos.append(info)
+        elif detail.Unpack(bad_request):
+            bad_requests.append(bad_request)
     assert len(infos) == 1
     assert infos[0].domain == "session-authority"
     assert infos[0].reason == "INVALID_ARGUMENT"
-    assert dict(infos[0].metadata) == {"field": field}
+    assert dict(infos[0].metadata) == {"field": field}, (dict(infos[0].metadata), field)
+    assert [[v.field for v in b.field_violations] for b in bad_requests] == [[field]]
 
 
-@pytest.mark.parametrize("text", NOT_JSON_OBJECTS)
-async def test_non_object_json_is_invalid_argument(
-    text: str, stub: pb_grpc.SessionServiceStub, client: SessionClient, witness: Witness
+async def _refused_everywhere(
+    stub: pb_grpc.SessionServiceStub,
+    fill: Callable[[struct_pb2.Struct], None],
+    names: Callable[[JsonField], str],
+    target: SessionContainer,
 ) -> None:
-    for field in JSON_FIELDS:
-        method, request = _request(field, text, witness.session)
-        await _expect_invalid_argument(stub, method, request, field)
+    for name, json_field in JSON_FIELDS.items():
+        request, struct = json_field.build(target)
+        fill(struct)
+        try:
+            await _expect_invalid_argument(stub, json_field.method, request, names(json_field))
+        except AssertionError as error:
+            error.add_note(f"in {name}")
+            raise
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_VALUES.values(), ids=HOSTILE_VALUES.keys())
+async def test_hostile_json_value_is_invalid_argument(
+    hostile: Hostile, stub: pb_grpc.SessionServiceStub, client: SessionClient, witness: Witness
+) -> None:
+    """What the Python client refuses to send (NaN, values without a kind, nesting
+    past MAX_JSON_DEPTH), sent as raw protobuf to every field that takes JSON."""
+    fill, refusal_names = hostile
+    names: dict[str, Callable[[JsonField], str]] = {
+        "field": lambda f: f.field,
+        "size": lambda f: f.size_field,
+        "request": lambda f: "request",
+    }
+    await _refused_everywhere(stub, fill, names[refusal_names], witness.session)
     assert await client.get_all_session_handles_for_user("u-json") == []
     await witness.assert_intact()
 
 
-async def test_json_nested_too_deep_is_invalid_argument(
-    stub: pb_grpc.SessionServiceStub, client: SessionClient, witness: Witness
-) -> None:
-    # 15 KB of text: under every size limit, far over any sane nesting depth.
-    text = '{"a":' * 2_500 + "1" + "}" * 2_500
-    for field in JSON_FIELDS:
-        method, request = _request(field, text, witness.session)
-        await _expect_invalid_argument(stub, method, request, field)
-    assert await client.get_all_session_handles_for_user("u-json") == []
-    await witness.assert_intact()
-
-
+@pytest.mark.parametrize("over", ["one-byte-over", "300-KiB"])
 async def test_json_too_large_is_invalid_argument(
-    stub: pb_grpc.SessionServiceStub, client: SessionClient, witness: Witness
+    over: str, stub: pb_grpc.SessionServiceStub, client: SessionClient, witness: Witness
 ) -> None:
-    text = json.dumps({"blob": "x" * (300 * 1024)})
-    for field in JSON_FIELDS:
-        method, request = _request(field, text, witness.session)
-        await _expect_invalid_argument(stub, method, request, field)
+    # {"blob":"x..."}: the compact JSON just past each field's limit, or far past it
+    # (past the wire size the authority looks at before converting anything).
+    for name, json_field in JSON_FIELDS.items():
+        size = json_field.max_bytes - 10 if over == "one-byte-over" else 300 * KIB
+        request, struct = json_field.build(witness.session)
+        _blob(size)(struct)
+        try:
+            await _expect_invalid_argument(stub, json_field.method, request, json_field.size_field)
+        except AssertionError as error:
+            error.add_note(f"in {name}")
+            raise
+    assert await client.get_all_session_handles_for_user("u-json") == []
+    await witness.assert_intact()
+
+
+@pytest.mark.parametrize("where", ["key", "string"])
+async def test_json_string_that_is_not_utf8_is_invalid_argument(
+    where: str, channel: grpc.aio.Channel, client: SessionClient, witness: Witness
+) -> None:
+    """A lone surrogate encoded as UTF-8 bytes, in an object key or a string: no
+    protobuf library builds that, but the bytes can be sent."""
+    for name, json_field in JSON_FIELDS.items():
+        request, struct = json_field.build(witness.session)
+        if where == "key":
+            struct.fields["@@@@"].string_value = "v"
+        else:
+            struct.fields["k"].list_value.values.add().string_value = "@@@@"
+        data = request.SerializeToString()
+        assert data.count(b"@@@@") == 1
+        call = channel.unary_unary(f"/session_authority.v1.SessionService/{json_field.method}")
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call(data.replace(b"@@@@", b"\xed\xa0\x80@"))
+        try:
+            _assert_invalid_argument(raised.value, "request")
+        except AssertionError as error:
+            error.add_note(f"in {name}")
+            raise
     assert await client.get_all_session_handles_for_user("u-json") == []
     await witness.assert_intact()
 
@@ -639,27 +866,120 @@ def strict_json(text: str | bytes) -> Any:
     return json.loads(text, parse_constant=_refuse_constant)
 
 
-async def test_json_number_overflowing_to_infinity_is_not_stored_as_non_json(
-    stub: pb_grpc.SessionServiceStub, client: SessionClient, witness: Witness
+# Doubles at the edges: the largest, the smallest subnormal, minus zero, integers a
+# double holds but JSON readers that parse integers exactly would see differently.
+EXTREME_NUMBERS = [
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    5e-324,
+    -0.0,
+    2.0**64,
+    2.0**53 + 2,
+    -(2.0**63),
+    1e-300,
+]
+
+
+@pytest.mark.parametrize("number", EXTREME_NUMBERS, ids=[repr(n) for n in EXTREME_NUMBERS])
+async def test_extreme_numbers_are_kept_as_json_or_refused(
+    number: float, stub: pb_grpc.SessionServiceStub, client: SessionClient, witness: Witness
 ) -> None:
-    """1e400 is valid JSON text but no double: the authority must refuse it (or keep
-    it exactly), never store or sign the non-JSON word Infinity."""
+    """A double JSON can spell: the authority must keep it exactly (as a JSON number
+    in what it stores and signs) or refuse it, never store or sign non-JSON."""
     target = await client.create_new_session("u-json")
-    for field in JSON_FIELDS:
-        method, request = _request(field, '{"huge":1e400}', target)
+    for name in STORING_FIELDS:
+        json_field = JSON_FIELDS[name]
+        request, struct = json_field.build(target)
+        struct.fields["huge"].number_value = number
         try:
-            response = await getattr(stub, method)(request)
-        except grpc.aio.AioRpcError:
-            await _expect_invalid_argument(stub, method, request, field)
+            response = await getattr(stub, json_field.method)(request)
+        except grpc.aio.AioRpcError as error:
+            _assert_invalid_argument(error, json_field.field)
             continue
-        if response.HasField("access_token"):
-            payload_segment = response.access_token.token.split(".")[1]
-            strict_json(unb64url(payload_segment))
+        fields = response.DESCRIPTOR.fields_by_name
+        tokens = [response.jwt] if "jwt" in fields else []
+        if "access_token" in fields and response.HasField("access_token"):
+            tokens.append(response.access_token.token)
+        for token in tokens:
+            claims = strict_json(unb64url(token.split(".")[1]))
+            if "huge" in claims:
+                assert claims["huge"] == number, (name, claims["huge"])
         for handle in await client.get_all_session_handles_for_user("u-json"):
             info = await client.get_session_information(handle)
             assert info is not None
-            strict_json(json.dumps(info.custom_claims_in_access_token_payload))
-            strict_json(json.dumps(info.session_data_in_database))
+            for stored in (
+                info.custom_claims_in_access_token_payload,
+                info.session_data_in_database,
+            ):
+                strict_json(json.dumps(stored))
+                if "huge" in stored:
+                    assert stored["huge"] == number, (name, stored["huge"])
+    await witness.assert_intact()
+
+
+def _nested_list(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+# What JSON cannot carry exactly, which the SDK refuses before any RPC.
+NOT_SENDABLE: dict[str, Any] = {
+    "integer-past-2^53": 2**53 + 1,
+    "negative-integer-past-2^53": -(2**53) - 1,
+    "integer-past-int64": 2**64,
+    "nan": math.nan,
+    "infinity": math.inf,
+    "lone-surrogate": "a\udc80b",
+    "nested-too-deep": _nested_list(MAX_JSON_DEPTH),  # {"k": [[...]]}: one level too deep
+    "not-json": {1, 2},
+    "bytes": b"bytes",
+}
+
+
+@pytest.mark.parametrize("value", NOT_SENDABLE.values(), ids=NOT_SENDABLE.keys())
+async def test_the_sdk_refuses_values_json_cannot_carry(
+    value: Any, client: SessionClient, witness: Witness, rpc_counter: RpcCounter
+) -> None:
+    """Numbers travel as doubles: an integer past +-2^53 would arrive rounded, so the
+    SDK refuses it (as it refuses NaN, non-JSON types and too deep nesting), naming
+    the request field, and sends nothing."""
+    claim: PrimitiveClaim[Any] = PrimitiveClaim("c", lambda user_id, ctx: None)
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "access_token_payload": lambda: client.create_new_session("u-json", {"k": value}),
+        "session_data_in_database": lambda: client.create_new_session("u-json", {}, {"k": value}),
+        "new_session_data": lambda: client.update_session_data_in_database(
+            witness.handle, {"k": value}
+        ),
+        "access_token_payload_update": lambda: client.merge_into_access_token_payload(
+            witness.handle, {"k": value}
+        ),
+        "new_access_token_payload": lambda: client.regenerate_access_token(
+            witness.session.access_token, {"k": value}
+        ),
+        "value": lambda: client.set_claim_value(witness.handle, claim, {"k": value}),
+        "payload": lambda: client.create_jwt({"k": value}),
+        "jwt_payload": lambda: client.validate_claims_in_jwt_payload(
+            "u-json", {"k": value}, [ClaimValidator("c", "has_value", 1)]
+        ),
+        "claim_validators.value": lambda: client.validate_claims_in_jwt_payload(
+            "u-json", {}, [ClaimValidator("c", "has_value", {"k": value})]
+        ),
+    }
+    before = rpc_counter.total()
+    for field, call in calls.items():
+        with pytest.raises(InvalidArgumentError) as raised:
+            try:
+                await call()
+            except InvalidArgumentError:
+                raise
+            except Exception as error:
+                raise AssertionError(f"{field}: {type(error).__name__}: {error}") from error
+            raise AssertionError(f"{field}: sent")
+        assert raised.value.field == field, (field, raised.value.field, raised.value.message)
+    assert rpc_counter.total() == before  # refused before anything was sent
+    assert await client.get_all_session_handles_for_user("u-json") == []
     await witness.assert_intact()
 
 

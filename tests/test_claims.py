@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format, struct_pb2
 from session_authority import (
     BooleanClaim,
     ClaimValidationError,
@@ -132,16 +133,22 @@ _WIRE_KINDS = {
 }
 
 
+def json_value(text: str) -> struct_pb2.Value:
+    """A google.protobuf.Value from JSON text, by protobuf's own JSON mapping."""
+    return json_format.Parse(text, struct_pb2.Value())
+
+
 def to_wire(validator: ClaimValidator) -> pb.ClaimValidator:
-    """The declarative wire form, built here independently of the SDK's wire.py."""
+    """The declarative wire form, built here independently of the SDK's wire.py and
+    structs.py."""
     message = pb.ClaimValidator(
         id=validator.id,
         claim_key=validator.claim_key,
         kind=_WIRE_KINDS[validator.kind],
-        value_json=json.dumps(validator.value),
+        value=json_value(json.dumps(validator.value)),
     )
     if validator.max_age_in_seconds is not None:
-        message.max_age_seconds = validator.max_age_in_seconds
+        message.max_age.seconds = validator.max_age_in_seconds
     return message
 
 
@@ -1041,15 +1048,15 @@ def test_protected_keys_cannot_be_claim_keys(
 RAW_PROTECTED = {
     "SetClaimValue-exp": lambda h: (
         "SetClaimValue",
-        pb.SetClaimValueRequest(session_handle=h, claim_key="exp", value_json="1"),
+        pb.SetClaimValueRequest(session_handle=h, claim_key="exp", value=json_value("1")),
     ),
     "SetClaimValue-sub": lambda h: (
         "SetClaimValue",
-        pb.SetClaimValueRequest(session_handle=h, claim_key="sub", value_json='{"v":"x"}'),
+        pb.SetClaimValueRequest(session_handle=h, claim_key="sub", value=json_value('{"v":"x"}')),
     ),
     "SetClaimValue-empty": lambda h: (
         "SetClaimValue",
-        pb.SetClaimValueRequest(session_handle=h, claim_key="", value_json="1"),
+        pb.SetClaimValueRequest(session_handle=h, claim_key="", value=json_value("1")),
     ),
     "GetClaimValue-sessionHandle": lambda h: (
         "GetClaimValue",
@@ -1062,11 +1069,12 @@ RAW_PROTECTED = {
     "ValidateClaimsInJwtPayload-sub": lambda h: (
         "ValidateClaimsInJwtPayload",
         pb.ValidateClaimsInJwtPayloadRequest(
-            user_id=USER,
-            jwt_payload_json="{}",
+            jwt_payload=struct_pb2.Struct(),
             claim_validators=[
                 pb.ClaimValidator(
-                    claim_key="sub", kind=pb.CLAIM_VALIDATOR_KIND_HAS_VALUE, value_json='"x"'
+                    claim_key="sub",
+                    kind=pb.CLAIM_VALIDATOR_KIND_HAS_VALUE,
+                    value=json_value('"x"'),
                 )
             ],
         ),

@@ -17,7 +17,9 @@ from session_authority.verify import b64url_decode
 
 from .conftest import ManualClock
 
-BIG = 2**53 + 1  # a double cannot hold it: proves payloads travel as exact JSON
+# The largest integer the API carries (JSON numbers are doubles): proves payloads keep
+# integers exact, and give them back as int. Past it the SDK refuses to send one.
+BIG = 2**53
 PAYLOAD: dict[str, Any] = {"role": "admin", "big": BIG, "nested": {"a": [1, 2.5, None, "x"]}}
 DATA: dict[str, Any] = {"cart": [1, 2, 3], "big": -BIG, "unicode": "zß水🙂"}
 

@@ -3,7 +3,9 @@
 Each scenario triggers one domain error through the real server twice: once through
 SessionClient (same class, same attributes) and once through the raw generated stub
 (status code per the DESIGN table, one ErrorInfo with our domain, reason and
-metadata). Neither ever carries a token or a hash of one.
+metadata, plus the standard detail that fits: google.rpc.BadRequest for
+INVALID_ARGUMENT, google.rpc.RetryInfo for STORAGE_UNAVAILABLE, our InvalidClaims for
+INVALID_CLAIMS). Neither ever carries a token or a hash of one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, json_format, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from session_authority import (
@@ -43,7 +45,11 @@ from session_authority.errors import (
 )
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.v1 import session_service_pb2_grpc as pb_grpc
-from session_authority.wire import error_from_rpc_error, rich_status
+from session_authority.wire import (
+    MAX_INVALID_CLAIMS_DETAIL_BYTES,
+    error_from_rpc_error,
+    rich_status,
+)
 from session_authority_server.app import RunningServer
 
 from .conftest import ManualClock
@@ -127,6 +133,10 @@ class Case:
     attrs: dict[str, Any]  # exception attributes
     metadata: dict[str, str]  # ErrorInfo metadata
     tokens: list[str] = field(default_factory=list)  # presented or issued: never echoed
+
+
+def text(value: str) -> struct_pb2.Value:
+    return struct_pb2.Value(string_value=value)
 
 
 async def _new(ctx: Ctx, user_id: str = "user-e") -> tuple[str, str, str]:
@@ -283,10 +293,12 @@ async def create_with_protected_claim(ctx: Ctx) -> Case:
     return Case(
         lambda: ctx.client.create_new_session("user-e", {"sub": "someone-else"}),
         "CreateNewSession",
-        pb.CreateNewSessionRequest(user_id="user-e", access_token_payload_json='{"sub":"x"}'),
+        pb.CreateNewSessionRequest(
+            user_id="user-e", access_token_payload=struct_pb2.Struct(fields={"sub": text("x")})
+        ),
         InvalidArgumentError,
-        {"field": "access_token_payload_json"},
-        {"field": "access_token_payload_json"},
+        {"field": "access_token_payload"},
+        {"field": "access_token_payload"},
     )
 
 
@@ -307,11 +319,14 @@ async def regenerate_with_protected_claim(ctx: Ctx) -> Case:
         lambda: ctx.client.regenerate_access_token(access, {"sessionHandle": "h"}),
         "RegenerateAccessToken",
         pb.RegenerateAccessTokenRequest(
-            access_token=access, new_access_token_payload_json='{"exp":1}'
+            access_token=access,
+            new_access_token_payload=struct_pb2.Struct(
+                fields={"exp": struct_pb2.Value(number_value=1)}
+            ),
         ),
         InvalidArgumentError,
-        {"field": "new_access_token_payload_json"},
-        {"field": "new_access_token_payload_json"},
+        {"field": "new_access_token_payload"},
+        {"field": "new_access_token_payload"},
         [access, refresh],
     )
 
@@ -322,11 +337,12 @@ async def merge_with_protected_claim(ctx: Ctx) -> Case:
         lambda: ctx.client.merge_into_access_token_payload(handle, {"antiCsrfToken": "t"}),
         "MergeIntoAccessTokenPayload",
         pb.MergeIntoAccessTokenPayloadRequest(
-            session_handle=handle, access_token_payload_update_json='{"tId":"t"}'
+            session_handle=handle,
+            access_token_payload_update=struct_pb2.Struct(fields={"tId": text("t")}),
         ),
         InvalidArgumentError,
-        {"field": "access_token_payload_update_json"},
-        {"field": "access_token_payload_update_json"},
+        {"field": "access_token_payload_update"},
+        {"field": "access_token_payload_update"},
         [access, refresh],
     )
 
@@ -399,15 +415,28 @@ async def test_error_round_trip(
     status = rpc_status.from_call(rpc_error)  # also checks code and message agree
     assert status is not None
     infos = []
+    others = []
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
-        assert detail.Unpack(info), detail.type_url
-        infos.append(info)
+        if detail.Unpack(info):
+            infos.append(info)
+        else:
+            others.append(detail)
     assert len(infos) == 1
     [info] = infos
     assert info.domain == DOMAIN == ERROR_DOMAIN
     assert info.reason == DESIGN_REASONS[case.error]
     assert dict(info.metadata) == case.metadata
+    # The standard detail that fits: for these scenarios, BadRequest naming the field.
+    if case.error is InvalidArgumentError:
+        [detail] = others
+        bad_request = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad_request), detail.type_url
+        [violation] = bad_request.field_violations
+        assert violation.field == case.metadata["field"]
+        assert violation.description == status.message
+    else:
+        assert others == []
     raw_trailers = [
         value.decode("latin-1") if isinstance(value, bytes) else value
         for _, value in rpc_error.trailing_metadata() or ()
@@ -417,6 +446,7 @@ async def test_error_round_trip(
         rpc_error.debug_error_string() or "",
         status.message,
         str(info),
+        *map(str, others),
         *raw_trailers,
     ]
     assert_no_secret(texts, case.tokens)
@@ -441,7 +471,10 @@ SAMPLES: dict[type[SessionError], list[SessionError]] = {
             "claims",
             invalid_claims=[
                 ClaimValidationError("st-role", {"message": "wrong value", "expectedValue": "a"}),
-                ClaimValidationError("st-ev", {"message": "expired", "ageInSeconds": 2**53 + 1}),
+                # The largest integer a JSON number (a double) holds exactly.
+                ClaimValidationError("st-ev", {"message": "expired", "ageInSeconds": 2**53}),
+                ClaimValidationError("st-f", {"message": "wrong value", "expectedValue": 0.5}),
+                ClaimValidationError("no-reason", None),
             ],
         ),
         InvalidClaimsError("none", invalid_claims=[]),
@@ -478,7 +511,12 @@ def test_error_from_wire_round_trips(error: SessionError) -> None:
     info = error_details_pb2.ErrorInfo.FromString(info.SerializeToString())
     back = error_from_wire(info.reason, error.message, dict(info.metadata))
     assert type(back) is type(error)
-    assert vars(back) == vars(error)
+    expected = vars(error)
+    if isinstance(error, InvalidClaimsError):
+        # The failures travel in the InvalidClaims detail, not in ErrorInfo metadata.
+        assert metadata == {}
+        expected = expected | {"invalid_claims": []}
+    assert vars(back) == expected
     assert str(back) == str(error)
     assert status_code_for(back) == DESIGN_CODES[type(error)]
 
@@ -534,24 +572,242 @@ def test_unknown_reason_is_an_internal_server_error(reason: str) -> None:
 def test_missing_metadata_gives_safe_defaults() -> None:
     unauthorised = error_from_wire("UNAUTHORISED", "m", {})
     assert isinstance(unauthorised, UnauthorisedError) and unauthorised.clear_tokens is True
-    claims = error_from_wire("INVALID_CLAIMS", "m", {"claimValidationErrors": "not json"})
+    claims = error_from_wire("INVALID_CLAIMS", "m", {})
     assert isinstance(claims, InvalidClaimsError) and claims.invalid_claims == []
-    claims = error_from_wire("INVALID_CLAIMS", "m", {"claimValidationErrors": '{"id":"x"}'})
+    # The metadata an older authority sent the failures in is not read any more.
+    claims = error_from_wire("INVALID_CLAIMS", "m", {"claimValidationErrors": '[{"id":"x"}]'})
     assert isinstance(claims, InvalidClaimsError) and claims.invalid_claims == []
     field_error = error_from_wire("INVALID_ARGUMENT", "m", {})
     assert isinstance(field_error, InvalidArgumentError) and field_error.field == ""
 
 
-def test_a_large_invalid_claims_error_stays_within_grpc_metadata_limits() -> None:
+def ended_with(code: grpc.StatusCode, reason: str, *details: Any) -> EndedCall:
+    """A call that ended with our ErrorInfo (reason) and then these detail messages."""
+    packed = []
+    for detail in (error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN), *details):
+        any_detail = any_pb2.Any()
+        any_detail.Pack(detail)
+        packed.append(any_detail)
+    status = status_pb2.Status(code=code.value[0], message="m", details=packed)
+    return EndedCall(rpc_status.to_status(status))
+
+
+def test_a_missing_or_unreadable_invalid_claims_detail_gives_safe_defaults() -> None:
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    # No InvalidClaims detail at all: no failures.
+    back = error_from_rpc_error(ended_with(denied, "INVALID_CLAIMS"))
+    assert isinstance(back, InvalidClaimsError) and back.invalid_claims == []
+    # A reason that is no JSON value (a Value without kind): the ids are kept.
+    unreadable = pb.InvalidClaims(
+        invalid_claims=[
+            pb.ClaimValidationError(id="a", reason=struct_pb2.Value()),
+            pb.ClaimValidationError(id="b"),
+        ]
+    )
+    back = error_from_rpc_error(ended_with(denied, "INVALID_CLAIMS", unreadable))
+    assert isinstance(back, InvalidClaimsError)
+    assert back.invalid_claims == [ClaimValidationError("a", None), ClaimValidationError("b", None)]
+
+
+def status_of(error: SessionError) -> status_pb2.Status:
+    """The google.rpc.Status rich_status puts in the trailers for an error."""
+    status = rpc_status.from_call(EndedCall(rich_status(error)))
+    assert status is not None
+    return status
+
+
+@pytest.mark.parametrize(
+    "error",
+    [sample for mapping in ERROR_TABLE for sample in SAMPLES[mapping.error_class]],
+    ids=lambda e: f"{type(e).__name__}-{e.message}",
+)
+def test_rich_status_adds_the_standard_detail_that_fits(error: SessionError) -> None:
+    status = status_of(error)
+    assert status.code == DESIGN_CODES[type(error)].value[0] and status.message == error.message
+    first, *others = status.details
+    info = error_details_pb2.ErrorInfo()
+    assert first.Unpack(info) and info.domain == DOMAIN and info.reason == error.reason
+    if isinstance(error, InvalidArgumentError):
+        [detail] = others
+        bad_request = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad_request), detail.type_url
+        assert [(v.field, v.description) for v in bad_request.field_violations] == [
+            (error.field, error.message)
+        ]
+    elif isinstance(error, StorageUnavailableError):
+        [detail] = others
+        retry = error_details_pb2.RetryInfo()
+        assert detail.Unpack(retry), detail.type_url
+        assert retry.retry_delay.ToTimedelta().total_seconds() == 1
+    elif isinstance(error, InvalidClaimsError):
+        [detail] = others
+        invalid = pb.InvalidClaims()
+        assert detail.Unpack(invalid), detail.type_url
+        assert [f.id for f in invalid.invalid_claims] == [f.id for f in error.invalid_claims]
+        # Reasons are JSON values: proto JSON shows them as they are.
+        if error.invalid_claims:
+            assert json_format.MessageToDict(invalid)["invalidClaims"][0] == {
+                "id": "st-role",
+                "reason": {"message": "wrong value", "expectedValue": "a"},
+            }
+    else:
+        assert others == []
+
+
+def test_invalid_claims_round_trip_through_the_detail() -> None:
+    """Every failure, in order, with reasons of every JSON type, as error_from_rpc_error
+    reads them back from the InvalidClaims detail (ints stay ints)."""
+    failures = [
+        ClaimValidationError("obj", {"message": "wrong value", "expectedValue": {"a": [1, None]}}),
+        ClaimValidationError("int", {"message": "expired", "ageInSeconds": 2**53}),
+        ClaimValidationError("neg", {"message": "expired", "ageInSeconds": -(2**53)}),
+        ClaimValidationError("float", {"message": "wrong value", "actualValue": 1.5}),
+        ClaimValidationError("bool", {"message": "wrong value", "actualValue": False}),
+        ClaimValidationError("text", "just a string"),
+        ClaimValidationError("list", [1, "two", 3.25]),
+        ClaimValidationError("null", None),
+        ClaimValidationError("unicode", {"message": "zß水🙂"}),
+    ]
+    back = error_from_rpc_error(
+        EndedCall(rich_status(InvalidClaimsError("claims", invalid_claims=failures)))
+    )
+    assert isinstance(back, InvalidClaimsError)
+    assert back.invalid_claims == failures
+    assert isinstance(back.invalid_claims[1].reason["ageInSeconds"], int)
+    assert isinstance(back.invalid_claims[3].reason["actualValue"], float)
+
+
+def invalid_claims_detail(error: InvalidClaimsError) -> pb.InvalidClaims:
+    [detail] = [d for d in status_of(error).details if d.Is(pb.InvalidClaims.DESCRIPTOR)]
+    invalid = pb.InvalidClaims()
+    assert detail.Unpack(invalid)
+    return invalid
+
+
+def test_a_large_invalid_claims_error_keeps_only_the_messages() -> None:
     failures = [
         ClaimValidationError(f"claim-{i}", {"message": "wrong value", "expectedValue": "x" * 900})
         for i in range(40)
     ]
-    metadata = InvalidClaimsError("claims failed", invalid_claims=failures).wire_metadata()
-    text = metadata["claimValidationErrors"]
-    assert len(text) <= 4096
-    back = error_from_wire("INVALID_CLAIMS", "claims failed", metadata)
+    error = InvalidClaimsError("claims failed", invalid_claims=failures)
+    # Whole, they would be ten times the bound.
+    assert (
+        pb.InvalidClaims(
+            invalid_claims=[
+                pb.ClaimValidationError(
+                    id=f.id, reason=json_format.ParseDict(f.reason, struct_pb2.Value())
+                )
+                for f in failures
+            ]
+        ).ByteSize()
+        > 8 * MAX_INVALID_CLAIMS_DETAIL_BYTES
+    )
+    assert MAX_INVALID_CLAIMS_DETAIL_BYTES == 4096
+    assert invalid_claims_detail(error).ByteSize() <= 4096
+    back = error_from_rpc_error(EndedCall(rich_status(error)))
     assert isinstance(back, InvalidClaimsError)
     # The reasons keep their message; the list is cut only when even that is too much.
-    assert back.invalid_claims[0] == ClaimValidationError("claim-0", {"message": "wrong value"})
-    assert len(back.invalid_claims) == 40
+    assert back.invalid_claims == [
+        ClaimValidationError(f"claim-{i}", {"message": "wrong value"}) for i in range(40)
+    ]
+
+
+def test_an_invalid_claims_error_too_large_even_in_brief_is_cut() -> None:
+    failures = [
+        ClaimValidationError(
+            f"{i:03}-" + "i" * 200,
+            {"message": f"{i:03} " + "m" * 300, "expectedValue": "x" * 100},
+        )
+        for i in range(64)
+    ]
+    error = InvalidClaimsError("claims failed", invalid_claims=failures)
+    detail = invalid_claims_detail(error)
+    assert detail.ByteSize() <= 4096
+    back = error_from_rpc_error(EndedCall(rich_status(error)))
+    assert isinstance(back, InvalidClaimsError)
+    kept = len(back.invalid_claims)
+    assert 0 < kept < len(failures)
+    # As many as fit: one more would not.
+    following = failures[kept]
+    detail.invalid_claims.add(
+        id=following.id[:128],
+        reason=struct_pb2.Value(
+            struct_value=struct_pb2.Struct(
+                fields={"message": text(following.reason["message"][:256])}
+            )
+        ),
+    )
+    assert detail.ByteSize() > 4096
+    # A prefix, in order, ids cut to 128 characters and messages to 256.
+    assert back.invalid_claims == [
+        ClaimValidationError(f.id[:128], {"message": f.reason["message"][:256]})
+        for f in failures[:kept]
+    ]
+    # The whole status, as the grpc-status-details-bin trailer carries it (base64 on
+    # the wire), stays well within the 8 KiB gRPC peers accept by default.
+    trailer = dict(rich_status(error).trailing_metadata)["grpc-status-details-bin"]
+    assert len(base64.b64encode(trailer)) < 8 * 1024 - 1024
+
+
+async def test_storage_unavailable_carries_a_retry_delay(
+    start: Callable[..., Awaitable[RunningServer]],
+) -> None:
+    """Through the real server: the store closed under it, a call answers UNAVAILABLE
+    with ErrorInfo STORAGE_UNAVAILABLE and RetryInfo, which the SDK reads as
+    StorageUnavailableError."""
+    server = await start()
+    await server.store.close()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.SessionServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.RevokeSession(pb.RevokeSessionRequest(session_handle="h"))
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    status = rpc_status.from_call(raised.value)
+    assert status is not None
+    first, *others = status.details
+    info = error_details_pb2.ErrorInfo()
+    assert first.Unpack(info) and info.reason == "STORAGE_UNAVAILABLE"
+    [detail] = others
+    retry = error_details_pb2.RetryInfo()
+    assert detail.Unpack(retry), detail.type_url
+    assert retry.retry_delay.seconds >= 1 and retry.retry_delay.nanos == 0
+    assert isinstance(error_from_rpc_error(raised.value), StorageUnavailableError)
+
+
+async def test_a_large_invalid_claims_error_crosses_a_real_server(
+    client: SessionClient, stub: pb_grpc.SessionServiceStub
+) -> None:
+    """64 failing validators, each quoting a long expected value: the authority sends
+    the InvalidClaims detail cut to its bound, and the call still ends as
+    INVALID_CLAIMS (a trailer past the peer's limit would end it otherwise)."""
+    session = await client.create_new_session("user-e")
+    ids = [f"{i:02}" + "v" * 126 for i in range(64)]
+    validators = [
+        pb.ClaimValidator(
+            id=validator_id,
+            claim_key=f"claim-{i}",
+            kind=pb.CLAIM_VALIDATOR_KIND_HAS_VALUE,
+            value=struct_pb2.Value(string_value="x" * 200),
+        )
+        for i, validator_id in enumerate(ids)
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GetSession(
+            pb.GetSessionRequest(
+                access_token=session.access_token,
+                override_global_claim_validators=pb.ClaimValidatorList(validators=validators),
+            )
+        )
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    status = rpc_status.from_call(raised.value)
+    assert status is not None
+    [detail] = [d for d in status.details if d.Is(pb.InvalidClaims.DESCRIPTOR)]
+    assert detail.value and len(detail.value) <= MAX_INVALID_CLAIMS_DETAIL_BYTES
+    error = error_from_rpc_error(raised.value)
+    assert isinstance(error, InvalidClaimsError)
+    kept = len(error.invalid_claims)
+    assert 0 < kept < len(ids)
+    assert error.invalid_claims == [
+        ClaimValidationError(validator_id, {"message": "value does not exist"})
+        for validator_id in ids[:kept]
+    ]

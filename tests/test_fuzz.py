@@ -5,12 +5,16 @@ without SESSION_AUTHORITY_TEST_POSTGRES_DSN).
 Hypothesis builds requests in two families:
 
 - typed: every field drawn from a strategy for its type: text of every size (empty,
-  at and past each documented limit, past the gRPC message limit), JSON that is
-  valid, claim-shaped, huge, truncated, deeply nested or just nasty (lone
-  surrogates, NaN, 4300-digit integers, 1e400), int64 extremes, unknown enum
-  numbers, repeated fields with thousands of items, U+0000 in any string (which
-  PostgreSQL text cannot hold), real, mangled or freshly minted tokens and handles
-  so that calls get past the first check, and page tokens that are real, mangled,
+  at and past each documented limit, past the gRPC message limit, JSON-looking
+  text), Struct and Value fields that are valid, claim-shaped, huge (past each
+  JSON limit, past four times it on the wire, past the gRPC limit), nested around
+  MAX_JSON_DEPTH and past protobuf's own depth limit, or nasty anywhere in the
+  tree (Values without a kind, NaN, infinities, integers no double holds), built
+  as protobuf messages directly so that the SDK's checks do not stand in the way,
+  Durations with nanos or negative seconds, int64 extremes, unknown enum numbers,
+  repeated fields with thousands of items, U+0000 in any string (which PostgreSQL
+  text cannot hold), real, mangled or freshly minted tokens and handles so that
+  calls get past the first check, and page tokens that are real, mangled,
   another user's or forged (positions far past int64);
 - raw: arbitrary bytes as the serialized request, hand-encoded wire messages with
   invalid UTF-8 in string fields, lying lengths, overlong varints, unknown fields
@@ -18,9 +22,11 @@ Hypothesis builds requests in two families:
 
 Every answer must be OK or a status the authority chose: never INTERNAL or
 UNKNOWN, always with an ErrorInfo in the "session-authority" domain whose reason
-belongs to the status code (and INVALID_ARGUMENT names its field); OK answers
-parse and their *_json fields are JSON. Afterwards the server still serves, logged
-no error, and the sessions created before the fuzzing are exactly as they were.
+belongs to the status code (and INVALID_ARGUMENT names its field, in the ErrorInfo
+and in a BadRequest); OK answers parse, and their Structs and Values (and those of
+an InvalidClaims detail) are JSON the SDK reads. Afterwards the server still
+serves, logged no error, and the sessions created before the fuzzing are exactly
+as they were.
 
 The suite runs 40 examples per method and family, the same examples every run;
 `make fuzz` sets SESSION_AUTHORITY_FUZZ_EXAMPLES (2000) and explores at random.
@@ -34,6 +40,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import os
 import threading
 import uuid
@@ -45,14 +52,15 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import descriptor as pb_descriptor
-from google.protobuf import message_factory, text_format
+from google.protobuf import message_factory, struct_pb2, text_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from session_authority import SessionClient, SessionContainer
-from session_authority.errors import ERROR_DOMAIN, ERROR_TABLE
+from session_authority.errors import ERROR_DOMAIN, ERROR_TABLE, InvalidArgumentError
+from session_authority.structs import struct_from_wire, value_from_wire
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.verify import PROTECTED_CLAIMS
 from session_authority_server.app import MAX_MESSAGE_BYTES, RunningServer
@@ -283,6 +291,203 @@ JSON_TEXT = st.one_of(
     VALID_JSON, VALID_OBJECTS, NESTED_JSON, PADDED_JSON, TRUNCATED_JSON, NASTY_JSON
 )
 
+# --- JSON values as google.protobuf.Struct / Value ----------------------------------------
+#
+# Strategies give JSON values as Python values (dicts, lists, scalars) with markers for
+# what no JSON text holds: Values without a kind, NaN and infinities, integers no double
+# holds, nesting past every limit, Structs past every size limit. write_value and
+# write_struct write them into a request as protobuf messages directly, bypassing the
+# SDK's own checks (structs.py), as a client in another language might.
+
+
+@dataclass(frozen=True)
+class NoKind:
+    """A Value with no kind set: no JSON value at all."""
+
+
+@dataclass(frozen=True)
+class Nested:
+    """A value nested depth levels deep ("list": [[...1...]], "object": {"k":{"k":...}},
+    "claim": {"v": [[...]], "t": ...}), built when the request is (a short repr)."""
+
+    depth: int
+    shape: str
+
+
+@dataclass(frozen=True)
+class Padded:
+    """{"k": "xxx..."} of about total_bytes bytes of JSON."""
+
+    total_bytes: int
+    unit: str
+
+
+@dataclass(frozen=True)
+class ManyNumbers:
+    """{"k": [0, 1, 2, ...]}: numbers take 11 bytes on the wire, 2 to 7 in JSON."""
+
+    count: int
+
+
+STRUCT = "google.protobuf.Struct"
+VALUE = "google.protobuf.Value"
+# A field left unset (for the Struct and Value fields, which are otherwise always set).
+ABSENT = "<absent>"
+# Doubles at the edges, and integers no double holds (an SDK in another language
+# might send them rounded, or overflowing to infinity).
+ODD_NUMBERS = st.sampled_from(
+    [
+        math.nan,
+        -math.nan,
+        math.inf,
+        -math.inf,
+        -0.0,
+        5e-324,
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        2**53 + 1,
+        -(2**53) - 1,
+        2**63,
+        2**64,
+        10**26,
+        10**400,
+        -(10**400),
+        float(START_MS) + 0.5,
+        1e-300,
+    ]
+)
+SAFE_NUMBERS = st.one_of(
+    st.integers(-(2**53), 2**53), st.floats(allow_nan=False, allow_infinity=False)
+)
+SAFE_SCALARS = st.one_of(st.none(), st.booleans(), SAFE_NUMBERS, JSON_STRINGS)
+ODD_SCALARS = st.one_of(st.just(NoKind()), ODD_NUMBERS, st.floats())
+
+
+def json_trees(leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        leaves,
+        lambda children: (
+            st.lists(children, max_size=6) | st.dictionaries(JSON_KEYS, children, max_size=6)
+        ),
+        max_leaves=25,
+    )
+
+
+# Values an SDK could send, and values with something hostile anywhere in the tree.
+VALID_VALUES = json_trees(SAFE_SCALARS)
+HOSTILE_VALUES = json_trees(st.one_of(SAFE_SCALARS, ODD_SCALARS))
+# Depths around MAX_JSON_DEPTH (32), around protobuf's parsing limit (about 100
+# messages: 33 objects or 49 lists), and far past it.
+NESTED_VALUES = st.builds(
+    Nested,
+    st.one_of(st.integers(1, 64), st.sampled_from([100, 1_000, 3_000])),
+    st.sampled_from(["list", "object", "claim"]),
+)
+PADDED_VALUES = st.builds(
+    Padded,
+    st.sampled_from([16 * 1024, 16 * 1024 + 1, 64 * 1024, 64 * 1024 + 1, 256 * 1024 + 1, 10**6]),
+    st.sampled_from(["x", "ß", "水", "🙂"]),
+)
+# Around 16 KiB of JSON (about 5000 numbers), four times that on the wire, and past
+# the gRPC message limit.
+MANY_NUMBERS = st.builds(ManyNumbers, st.sampled_from([1_500, 5_000, 8_188, 30_000, 400_000]))
+# A claim as the authority stores it: {"v": value, "t": fetched at}, with odd times.
+CLAIM_ENTRY_VALUES = st.fixed_dictionaries(
+    {
+        "v": VALID_VALUES | HOSTILE_VALUES,
+        "t": st.one_of(SAFE_NUMBERS, ODD_SCALARS, st.just(START_MS), st.none(), st.text()),
+    }
+)
+CLAIM_STRUCTS = st.builds(
+    lambda first, rest: {**dict(rest), "k": first},
+    CLAIM_ENTRY_VALUES,
+    st.lists(st.tuples(st.sampled_from(CLAIM_KEYS), CLAIM_ENTRY_VALUES | VALID_VALUES), max_size=3),
+)
+VALID_STRUCTS = st.dictionaries(JSON_KEYS, VALID_VALUES, max_size=6)
+HOSTILE_STRUCTS = st.dictionaries(JSON_KEYS, HOSTILE_VALUES, min_size=1, max_size=6)
+# For Struct fields: mostly objects that get past the first checks.
+STRUCT_VALUES = st.one_of(
+    VALID_STRUCTS,
+    VALID_STRUCTS,
+    CLAIM_STRUCTS,
+    CLAIM_STRUCTS,
+    HOSTILE_STRUCTS,
+    NESTED_VALUES,
+    PADDED_VALUES,
+    MANY_NUMBERS,
+)
+# For Value fields (a claim's value, a validator's expected value): any of those, or
+# any value at all.
+ANY_VALUES = st.one_of(
+    VALID_VALUES, VALID_VALUES, VALID_VALUES, HOSTILE_VALUES, st.just(NoKind()), STRUCT_VALUES
+)
+
+
+def utf8(text: str) -> str:
+    """The text as protobuf can carry it: lone surrogates become "?" (invalid UTF-8
+    on the wire is the raw family's)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def as_double(number: int | float) -> float:
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
+def write_value(message: struct_pb2.Value, value: Any) -> None:
+    """Write a JSON value (with the markers above) into a Value, in place: copying a
+    deeply nested message would go through this process' parser and its depth limit."""
+    if isinstance(value, NoKind):
+        message.Clear()
+    elif value is None:
+        message.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(value, bool):
+        message.bool_value = value
+    elif isinstance(value, int | float):
+        message.number_value = as_double(value)
+    elif isinstance(value, str):
+        message.string_value = utf8(value)
+    elif isinstance(value, list):
+        message.list_value.SetInParent()
+        for item in value:
+            write_value(message.list_value.values.add(), item)
+    elif isinstance(value, Nested) and value.shape == "list":
+        for _ in range(value.depth - 1):
+            message = message.list_value.values.add()
+        message.number_value = 1
+    else:
+        message.struct_value.SetInParent()
+        write_struct(message.struct_value, value)
+
+
+def write_struct(message: struct_pb2.Struct, value: Any) -> None:
+    """Write a JSON object (or a marker that stands for one) into a Struct, in place."""
+    if isinstance(value, Padded):
+        count = max(0, (value.total_bytes - 8) // len(value.unit.encode()))
+        message.fields["k"].string_value = value.unit * count
+    elif isinstance(value, ManyNumbers):
+        numbers = message.fields["k"].list_value
+        for number in range(value.count):
+            numbers.values.add().number_value = number
+    elif isinstance(value, Nested) and value.shape == "claim":
+        entry = message.fields["k"].struct_value
+        entry.fields["t"].number_value = START_MS
+        write_value(entry.fields["v"], Nested(max(1, value.depth - 2), "list"))
+    elif isinstance(value, Nested) and value.shape == "list":
+        write_value(message.fields["k"], Nested(max(1, value.depth - 1), "list"))
+    elif isinstance(value, Nested):
+        for _ in range(value.depth - 1):
+            message = message.fields["k"].struct_value
+        message.fields["k"].number_value = 1
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            write_value(message.fields[utf8(key)], item)
+    else:  # a value that is no object: inside a Struct field it goes under "k"
+        write_value(message.fields["k"], value)
+
+
 # --- other field values ----------------------------------------------------------------
 
 # Around every documented limit, past the gRPC message limit, and a few in between.
@@ -434,8 +639,8 @@ class Pool:
 POOL_PAYLOADS: list[dict[str, Any]] = [
     {},
     {"k": {"v": [1, "two", None], "t": START_MS}, "st-role": {"v": ["admin"], "t": 0}},
-    {"k": {"v": 2**53 + 1, "t": -1}, "v": {"t": 1.5}, "t": "x"},
-    {"k": {"v": {"deep": [[[[[]]]]]}, "t": 10**30}, "st-ev": {"v": True}},
+    {"k": {"v": 2**53, "t": -1}, "v": {"t": 1.5}, "t": "x"},
+    {"k": {"v": {"deep": [[[[[]]]]]}, "t": 1e30}, "st-ev": {"v": True}},
 ]
 
 
@@ -445,7 +650,7 @@ class Fresh:
     (every Fresh of one example shares the first such session)."""
 
     part: str
-    payload_json: str
+    payload: Any  # for the access-token payload: anything STRUCT_VALUES gives
 
 
 TOKEN_PARTS = ("access_token", "refresh_token", "anti_csrf_token")
@@ -491,15 +696,8 @@ def string_strategy(name: str, pool: Pool) -> st.SearchStrategy[Any]:
         with_nul(st.text(max_size=16) | choice(pool_strings)),
     ]
     specific: list[st.SearchStrategy[Any]] = []
-    fresh_payloads = VALID_OBJECTS | NESTED_JSON | NASTY_JSON
-    if name.endswith("_json"):
-        specific = [
-            JSON_TEXT,
-            VALID_OBJECTS,
-            VALID_OBJECTS,
-            CLAIM_PAYLOADS.map(lambda o: json_document(o, False)),
-        ]
-    elif name in TOKEN_PARTS:
+    fresh_payloads = STRUCT_VALUES
+    if name in TOKEN_PARTS:
         tokens = [pool.part(name, i) for i in range(len(pool.sessions))]
         specific = [
             st.builds(Fresh, st.just(name), fresh_payloads),
@@ -540,6 +738,10 @@ def value_strategy(
     kind = field_descriptor.type
     if kind == FD.TYPE_MESSAGE:
         assert field_descriptor.message_type is not None
+        if field_descriptor.message_type.full_name == STRUCT:
+            return STRUCT_VALUES
+        if field_descriptor.message_type.full_name == VALUE:
+            return ANY_VALUES
         return message_strategy(field_descriptor.message_type, pool, depth + 1)
     if kind == FD.TYPE_STRING:
         return string_strategy(field_descriptor.name, pool)
@@ -583,14 +785,20 @@ def field_strategy(
 def message_strategy(
     descriptor: pb_descriptor.Descriptor, pool: Pool, depth: int = 0
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """Field name -> value; fields with presence are sometimes left unset."""
+    """Field name -> value; fields with presence are sometimes left unset (JSON
+    values only in one case out of four: most calls need theirs)."""
     required: dict[str, st.SearchStrategy[Any]] = {}
     optional: dict[str, st.SearchStrategy[Any]] = {}
     for field_descriptor in descriptor.fields:
         if depth > 3 and field_descriptor.type == FD.TYPE_MESSAGE:
             continue
         strategy = field_strategy(field_descriptor, pool, depth)
-        if field_descriptor.has_presence:
+        sub = field_descriptor.message_type
+        if sub is not None and sub.full_name in (STRUCT, VALUE):
+            required[field_descriptor.name] = st.one_of(
+                strategy, strategy, strategy, st.just(ABSENT)
+            )
+        elif field_descriptor.has_presence:
             optional[field_descriptor.name] = strategy
         else:
             required[field_descriptor.name] = strategy
@@ -605,18 +813,18 @@ def message_strategy(
 
 def well_formed_validators() -> st.SearchStrategy[dict[str, Any]]:
     def validator(key: str, kind: int, value: Any, max_age: int | None) -> dict[str, Any]:
-        fields = {"claim_key": key, "kind": kind, "value_json": json_document(value, False)}
-        return fields if max_age is None else {**fields, "max_age_seconds": max_age}
+        fields = {"claim_key": key, "kind": kind, "value": value}
+        return fields if max_age is None else {**fields, "max_age": {"seconds": max_age}}
 
     max_ages = st.one_of(st.none(), st.integers(0, 10**6), int_strategy(FD.TYPE_INT64))
     one_value = st.builds(
-        validator, st.sampled_from(CLAIM_KEYS), st.integers(1, 3), JSON_VALUES, max_ages
+        validator, st.sampled_from(CLAIM_KEYS), st.integers(1, 3), VALID_VALUES, max_ages
     )
     many_values = st.builds(
         validator,
         st.sampled_from(CLAIM_KEYS),
         st.integers(4, 6),
-        st.lists(JSON_VALUES, max_size=4),
+        st.lists(VALID_VALUES | HOSTILE_VALUES, max_size=4),
         max_ages,
     )
     return one_value | many_values
@@ -788,30 +996,52 @@ def shorten(text: str, limit: int = 600) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+def describe(request: Message) -> str:
+    try:
+        return shorten(text_format.MessageToString(request, as_one_line=True))
+    except RecursionError:  # text_format recurses once per level of nesting
+        return f"{type(request).__name__} nested too deep to print"
+
+
+def error_details(error: grpc.RpcError) -> list[Any]:
+    """The error's details we know: ErrorInfo, BadRequest, RetryInfo, InvalidClaims."""
     try:
         status = rpc_status.from_call(error)
     except ValueError:
-        return None
+        return []
+    found: list[Any] = []
     for detail in status.details if status is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info
-    return None
+        for kind in (
+            error_details_pb2.ErrorInfo,
+            error_details_pb2.BadRequest,
+            error_details_pb2.RetryInfo,
+            pb.InvalidClaims,
+        ):
+            message = kind()
+            if detail.Unpack(message):
+                found.append(message)
+                break
+    return found
 
 
 def check_json_fields(message: Message, fail: Callable[[str], None]) -> None:
-    """Every *_json string of an answer is JSON (Session payloads: objects)."""
+    """Every Struct and Value of an answer is JSON as the SDK reads it: every Value
+    has a kind, no NaN or infinity, no nesting deeper than MAX_JSON_DEPTH."""
     for field_descriptor, value in message.ListFields():
         values = value if field_descriptor.is_repeated else [value]
+        sub = field_descriptor.message_type
         for item in values:
-            if field_descriptor.type == FD.TYPE_MESSAGE:
-                check_json_fields(item, fail)
-            elif field_descriptor.name.endswith("_json") and item:
-                try:
-                    json.loads(item)
-                except ValueError:
-                    fail(f"answered {field_descriptor.name} that is not JSON: {shorten(item)}")
+            if sub is None:
+                continue
+            try:
+                if sub.full_name == STRUCT:
+                    struct_from_wire(item, field_descriptor.name)
+                elif sub.full_name == VALUE:
+                    value_from_wire(item, field_descriptor.name)
+                else:
+                    check_json_fields(item, fail)
+            except InvalidArgumentError as error:
+                fail(f"answered {field_descriptor.name} that is not JSON: {error.message}")
 
 
 class Caller:
@@ -890,26 +1120,39 @@ class Caller:
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED and len(request) > MAX_MESSAGE_BYTES:
             return  # gRPC refuses an oversized request before any of our code runs
         assert outcome.error is not None
-        info = error_info(outcome.error)
-        if info is None:
+        found = error_details(outcome.error)
+        infos = [d for d in found if isinstance(d, error_details_pb2.ErrorInfo)]
+        if not infos:
             fail(f"{code.name} without an ErrorInfo: {details}")
             return
+        info = infos[0]
         if info.domain != ERROR_DOMAIN:
             fail(f"{code.name} with ErrorInfo domain {info.domain!r}: {details}")
         if REASON_CODES.get(info.reason) != code:
             fail(f"{code.name} with reason {info.reason!r}, which maps to another code")
-        if info.reason == "INVALID_ARGUMENT" and not info.metadata.get("field"):
-            fail(f"INVALID_ARGUMENT that names no field: {details}")
+        if info.reason == "INVALID_ARGUMENT":
+            field_name = info.metadata.get("field")
+            if not field_name:
+                fail(f"INVALID_ARGUMENT that names no field: {details}")
+            violations = [
+                [v.field for v in d.field_violations]
+                for d in found
+                if isinstance(d, error_details_pb2.BadRequest)
+            ]
+            if violations != [[field_name]]:
+                fail(f"INVALID_ARGUMENT ({field_name}) with BadRequest fields {violations}")
+        for detail in found:
+            if isinstance(detail, pb.InvalidClaims):
+                check_json_fields(detail, fail)
 
     # Typed requests: values from message_strategy, Fresh markers resolved first.
-    def fresh(self, payload_json: str) -> dict[str, str]:
+    def fresh(self, payload: Any) -> dict[str, str]:
         """The parts of a session created now with this payload, or of a pool session
         if that is refused. Not judged here: CreateNewSession has its own fuzzing
         (and anything unexpected is logged, which the test checks at the end)."""
         if self._fresh is None:
-            request = pb.CreateNewSessionRequest(
-                user_id=f"fuzz-fresh-{uuid.uuid4()}", access_token_payload_json=payload_json
-            )
+            request = pb.CreateNewSessionRequest(user_id=f"fuzz-fresh-{uuid.uuid4()}")
+            write_struct(request.access_token_payload, payload)
             outcome = self.invoke(
                 SERVICE.methods_by_name["CreateNewSession"], request.SerializeToString()
             )
@@ -928,12 +1171,26 @@ class Caller:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, Fresh):
-            return self.fresh(value.payload_json)[value.part]
+            return self.fresh(value.payload)[value.part]
         return value
 
     def build(self, descriptor: pb_descriptor.Descriptor, values: dict[str, Any]) -> Message:
         message = message_class(descriptor)()
+        self.fill(message, descriptor, values)
+        return message
+
+    def fill(self, message: Any, descriptor: pb_descriptor.Descriptor, values: Any) -> None:
+        """Write values into message in place (a copy of a deeply nested message would
+        go through this process' parser, and its depth limit)."""
+        if descriptor.full_name == STRUCT:
+            write_struct(message, values)
+            return
+        if descriptor.full_name == VALUE:
+            write_value(message, values)
+            return
         for name, value in values.items():
+            if value is ABSENT:
+                continue
             field_descriptor = descriptor.fields_by_name[name]
             sub = field_descriptor.message_type
             if field_descriptor.is_repeated:
@@ -944,30 +1201,25 @@ class Caller:
                     if size > OVERSIZED_BYTES:
                         break
                     if sub is not None:
-                        built = self.build(sub, item)
-                        items.append(built)
+                        built = items.add()
+                        self.fill(built, sub, item)
                         size += built.ByteSize() + 2
                     else:
                         resolved = self.resolve(item)
                         items.append(resolved)
                         size += len(resolved.encode()) + 2 if isinstance(resolved, str) else 8
             elif sub is not None:
-                getattr(message, name).CopyFrom(self.build(sub, value))
+                getattr(message, name).SetInParent()
+                self.fill(getattr(message, name), sub, value)
             else:
                 setattr(message, name, self.resolve(value))
-        return message
 
     def typed(self, method: pb_descriptor.MethodDescriptor, values: dict[str, Any]) -> None:
         self._fresh = None
         request = self.build(method.input_type, values)
         data = request.SerializeToString()
         outcome = self.invoke(method, data)
-        self.judge(
-            method,
-            data,
-            outcome,
-            lambda: shorten(text_format.MessageToString(request, as_one_line=True)),
-        )
+        self.judge(method, data, outcome, lambda: describe(request))
 
     def raw(self, method: pb_descriptor.MethodDescriptor, item: RawBytes | Mutated) -> None:
         self._fresh = None
@@ -983,11 +1235,11 @@ class Caller:
 # --- the sessions that must survive --------------------------------------------------------
 
 WITNESS_PAYLOAD: dict[str, Any] = {
-    "w": 2**53 + 1,
+    "w": 2**53 - 1,
     "nested": {"k": [1, "two", None]},
     "k": {"v": ["admin"], "t": START_MS},
 }
-WITNESS_DATA: dict[str, Any] = {"d": -(2**53 + 1), "text": "zß水🙂", "list": [True, 0.5]}
+WITNESS_DATA: dict[str, Any] = {"d": -(2**53 - 1), "text": "zß水🙂", "list": [True, 0.5, [], {}]}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Hostile identifiers and page tokens, on both backends, through the raw gRPC stub.
 
-- U+0000 (NUL) in a user id, a session handle, a claim key or a validator id is
-  INVALID_ARGUMENT naming the field, through every RPC that takes one, on SQLite
+- U+0000 (NUL) in a user id, a session handle, a claim key, a validator id or the
+  client metadata is INVALID_ARGUMENT naming the field (in the ErrorInfo and the
+  BadRequest), through every RPC that takes one, on SQLite
   and PostgreSQL alike (PostgreSQL cannot store NUL in text; SQLite can: one rule
   for both). Nothing is stored or revoked on the way.
 - NUL inside JSON (string values and object keys) is plain JSON: it round-trips
@@ -26,6 +27,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from session_authority import SessionClient, SessionContainer
@@ -78,15 +80,19 @@ async def expect_invalid_argument(
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
     status = rpc_status.from_call(error)
     assert status is not None
-    infos = []
+    infos, bad_requests = [], []
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
+        bad_request = error_details_pb2.BadRequest()
         if detail.Unpack(info):
             infos.append(info)
+        elif detail.Unpack(bad_request):
+            bad_requests.append(bad_request)
     assert len(infos) == 1
     assert infos[0].domain == "session-authority"
     assert infos[0].reason == "INVALID_ARGUMENT"
     assert dict(infos[0].metadata) == {"field": field}
+    assert [[v.field for v in b.field_violations] for b in bad_requests] == [[field]]
     if not_echoing:
         assert not_echoing not in (error.details() or "")
 
@@ -103,9 +109,13 @@ def validator(claim_key: str = "k", id: str = "") -> pb.ClaimValidator:
         id=id,
         claim_key=claim_key,
         kind=pb.CLAIM_VALIDATOR_KIND_INCLUDES,
-        value_json='"admin"',
+        value=struct_pb2.Value(string_value="admin"),
     )
 
+
+ONE = struct_pb2.Value(number_value=1)
+EMPTY = struct_pb2.Struct()
+X_1 = struct_pb2.Struct(fields={"x": ONE})
 
 # (method, field the error names, request builder: (bad value, witness) -> request)
 Case = tuple[str, str, Callable[[str, SessionContainer], Any]]
@@ -132,22 +142,28 @@ NUL_CASES: dict[str, Case] = {
         "user_id",
         lambda bad, w: pb.ListSessionsRequest(user_id=bad),
     ),
-    # The authority does not use these user ids (fetching lives with the caller),
-    # but what enters is held to the same rule.
-    "ValidateClaims.user_id": (
-        "ValidateClaims",
-        "user_id",
-        lambda bad, w: pb.ValidateClaimsRequest(user_id=bad, access_token_payload_json="{}"),
+    # What the edge service says about the client (listed with the session): NUL,
+    # like every control character, is refused there too.
+    "CreateNewSession.client_metadata.user_agent": (
+        "CreateNewSession",
+        "client_metadata.user_agent",
+        lambda bad, w: pb.CreateNewSessionRequest(
+            user_id="a", client_metadata=pb.ClientMetadata(user_agent=bad)
+        ),
     ),
-    "ValidateClaimsInJwtPayload.user_id": (
-        "ValidateClaimsInJwtPayload",
-        "user_id",
-        lambda bad, w: pb.ValidateClaimsInJwtPayloadRequest(user_id=bad, jwt_payload_json="{}"),
+    "CreateNewSession.client_metadata.device": (
+        "CreateNewSession",
+        "client_metadata.device",
+        lambda bad, w: pb.CreateNewSessionRequest(
+            user_id="a", client_metadata=pb.ClientMetadata(device=bad)
+        ),
     ),
-    "GetGlobalClaimValidators.user_id": (
-        "GetGlobalClaimValidators",
-        "user_id",
-        lambda bad, w: pb.GetGlobalClaimValidatorsRequest(user_id=bad),
+    "CreateNewSession.client_metadata.ip": (
+        "CreateNewSession",
+        "client_metadata.ip",
+        lambda bad, w: pb.CreateNewSessionRequest(
+            user_id="a", client_metadata=pb.ClientMetadata(ip=bad)
+        ),
     ),
     # session handles
     "RevokeSession.session_handle": (
@@ -164,20 +180,20 @@ NUL_CASES: dict[str, Case] = {
         "UpdateSessionDataInDatabase",
         "session_handle",
         lambda bad, w: pb.UpdateSessionDataInDatabaseRequest(
-            session_handle=bad, new_session_data_json='{"x":1}'
+            session_handle=bad, new_session_data=X_1
         ),
     ),
     "MergeIntoAccessTokenPayload.session_handle": (
         "MergeIntoAccessTokenPayload",
         "session_handle",
         lambda bad, w: pb.MergeIntoAccessTokenPayloadRequest(
-            session_handle=bad, access_token_payload_update_json='{"x":1}'
+            session_handle=bad, access_token_payload_update=X_1
         ),
     ),
     "SetClaimValue.session_handle": (
         "SetClaimValue",
         "session_handle",
-        lambda bad, w: pb.SetClaimValueRequest(session_handle=bad, claim_key="k", value_json="1"),
+        lambda bad, w: pb.SetClaimValueRequest(session_handle=bad, claim_key="k", value=ONE),
     ),
     "GetClaimValue.session_handle": (
         "GetClaimValue",
@@ -205,7 +221,7 @@ NUL_CASES: dict[str, Case] = {
         "SetClaimValue",
         "claim_key",
         lambda bad, w: pb.SetClaimValueRequest(
-            session_handle=w.session_handle, claim_key=bad, value_json="1"
+            session_handle=w.session_handle, claim_key=bad, value=ONE
         ),
     ),
     "GetClaimValue.claim_key": (
@@ -223,28 +239,28 @@ NUL_CASES: dict[str, Case] = {
         "ValidateClaims",
         "claim_key",
         lambda bad, w: pb.ValidateClaimsRequest(
-            access_token_payload_json="{}", claim_validators=[validator(claim_key=bad)]
+            access_token_payload=EMPTY, claim_validators=[validator(claim_key=bad)]
         ),
     ),
     "ValidateClaims.validator.id": (
         "ValidateClaims",
         "id",
         lambda bad, w: pb.ValidateClaimsRequest(
-            access_token_payload_json="{}", claim_validators=[validator(id=bad)]
+            access_token_payload=EMPTY, claim_validators=[validator(id=bad)]
         ),
     ),
     "ValidateClaimsInJwtPayload.validator.claim_key": (
         "ValidateClaimsInJwtPayload",
         "claim_key",
         lambda bad, w: pb.ValidateClaimsInJwtPayloadRequest(
-            jwt_payload_json="{}", claim_validators=[validator(claim_key=bad)]
+            jwt_payload=EMPTY, claim_validators=[validator(claim_key=bad)]
         ),
     ),
     "ValidateClaimsInJwtPayload.validator.id": (
         "ValidateClaimsInJwtPayload",
         "id",
         lambda bad, w: pb.ValidateClaimsInJwtPayloadRequest(
-            jwt_payload_json="{}", claim_validators=[validator(id=bad)]
+            jwt_payload=EMPTY, claim_validators=[validator(id=bad)]
         ),
     ),
     "GetSession.validator.claim_key": (
@@ -505,7 +521,7 @@ async def test_genuine_page_tokens_page_through_every_session(
     while True:
         page = await stub.ListSessions(list_request("alice", token, page_size=3))
         pages += 1
-        assert page.total_count == 7
+        assert page.HasField("total_size") and page.total_size == 7
         listed += [s.session_handle for s in page.sessions]
         token = page.next_page_token
         if not token:

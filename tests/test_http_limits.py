@@ -10,10 +10,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiohttp import web
 from session_authority_server.app import RunningServer
 from session_authority_server.config import ConfigError, load_settings
-from session_authority_server.http import start_http
+from session_authority_server.http import MAX_HEAD_BYTES, Receive, Scope, Send, start_http
 from session_authority_server.http_limits import ConnectionLimits
 
 Start = Callable[..., Awaitable[RunningServer]]
@@ -126,6 +125,23 @@ async def test_a_slow_but_steady_client_is_served(start: Start) -> None:
     writer.close()
 
 
+async def test_a_head_too_large_is_refused(start: Start) -> None:
+    # Within the header timeout, but larger than any real head: 431, then closed,
+    # whether it is a connection's first head or a later one.
+    server = await start(http_header_timeout=5, http_idle_timeout=5)
+    assert server.http_port is not None
+    huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1)
+    for earlier in (b"", HEALTHZ):
+        reader, writer = await connect(server.http_port)
+        if earlier:
+            assert await get((reader, writer)) == (200, b"ok\n")
+        writer.write(huge)
+        await writer.drain()
+        assert (await read_response(reader))[0] == 431
+        assert await closed_after(reader, 1) < 1
+        writer.close()
+
+
 # --- the idle timeout ------------------------------------------------------------------
 
 
@@ -176,21 +192,18 @@ async def streaming_port() -> AsyncIterator[int]:
     """An HTTP side whose /stream sends a chunk, stays silent longer than both
     timeouts, then sends another."""
 
-    async def stream(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        await response.prepare(request)
-        await response.write(b"first\n")
+    async def stream(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["path"] == "/stream"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first\n", "more_body": True})
         await asyncio.sleep(2.5)
-        await response.write(b"second\n")
-        await response.write_eof()
-        return response
+        await send({"type": "http.response.body", "body": b"second\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    app = web.Application()
-    app.router.add_get("/stream", stream)
     limits = ConnectionLimits(header_timeout=1, idle_timeout=1, max_connections=10)
-    runner, port = await start_http(app, "127.0.0.1:0", limits=limits)
-    yield port
-    await runner.cleanup()
+    listener = await start_http(stream, "127.0.0.1:0", limits=limits)
+    yield listener.port
+    await listener.stop()
 
 
 async def test_a_streaming_response_is_not_cut(streaming_port: int) -> None:

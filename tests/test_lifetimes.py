@@ -193,7 +193,7 @@ async def test_one_session_too_many_revokes_the_oldest(
             await client.refresh_session(refresh_token_of(first))
         [revocation] = await logged_revocations(server)
         assert revocation.session_handle == first.session_handle
-        assert revocation.user_id == "alice" and revocation.revoked_at_ms == clock.ms
+        assert revocation.user_id == "alice" and revocation.revoke_time.ToMilliseconds() == clock.ms
 
         # The oldest by creation, though it was refreshed most recently.
         clock.advance(1)
@@ -438,7 +438,9 @@ async def test_revoke_other_sessions_keeps_only_this_one(
             assert await client.get_session_information(handle) is None
         logged = await logged_revocations(server)
         assert sorted(r.session_handle for r in logged) == sorted(others)
-        assert all(r.user_id == "alice" and r.revoked_at_ms == clock.ms for r in logged)
+        assert all(
+            r.user_id == "alice" and r.revoke_time.ToMilliseconds() == clock.ms for r in logged
+        )
 
         # Nothing left to revoke; unknown and revoked handles revoke nothing.
         assert await client.revoke_other_sessions(keep.session_handle) == []

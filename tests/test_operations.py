@@ -816,7 +816,8 @@ CREATE_METHOD = "/session_authority.v1.SessionService/CreateNewSession"
     ("method", "raw"),
     [
         (CREATE_METHOD, b"\x0a\x02\xff\xfe"),  # user_id
-        (CREATE_METHOD, b"\x0a\x01u\x12\x03{\xff}"),  # access_token_payload_json
+        # access_token_payload {fields {key: "k", value {string_value: b"\xff"}}}
+        (CREATE_METHOD, b"\x0a\x01u\x12\x0a\x0a\x08\x0a\x01k\x12\x03\x1a\x01\xff"),
         ("/session_authority.v1.SessionService/GetSession", b"\x0a\x02\xc3\x28"),
         ("/session_authority.v1.SessionService/RefreshSession", b"\x0a\x01\x80"),
         ("/session_authority.v1.SessionService/RevokeSession", b"\x0a\x03\xed\xa0\x80"),

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import asyncpg
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 from session_authority.errors import StorageUnavailableError
 from session_authority.v1 import session_service_pb2 as pb
 from session_authority.v1 import session_service_pb2_grpc as pb_grpc
@@ -233,8 +234,8 @@ async def raw_create_new_session(target: str) -> grpc.aio.AioRpcError:
             await stub.CreateNewSession(
                 pb.CreateNewSessionRequest(
                     user_id="raw",
-                    access_token_payload_json="{}",
-                    session_data_in_database_json="{}",
+                    access_token_payload=struct_pb2.Struct(),
+                    session_data_in_database=struct_pb2.Struct(),
                 ),
                 timeout=CLIENT_TIMEOUT_S,
             )

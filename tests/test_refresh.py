@@ -22,7 +22,7 @@ from session_authority_server.app import RunningServer
 from .conftest import ManualClock, refresh_token_of
 
 DEFAULT_REFRESH_VALIDITY_MS = 8_640_000 * 1000
-BIG = 2**53 + 1
+BIG = 2**53  # the largest integer the API carries exactly (JSON numbers are doubles)
 
 Start = Callable[..., Awaitable[RunningServer]]
 Connect = Callable[..., SessionClient]

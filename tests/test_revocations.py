@@ -135,8 +135,10 @@ def check_revocation(
 ) -> None:
     assert revocation.session_handle == handle
     assert revocation.user_id == user_id
-    assert revocation.revoked_at_ms == revoked_at_ms
-    assert revocation.access_tokens_valid_until_ms == revoked_at_ms + TOKENS_VALID_FOR_MS
+    assert revocation.revoke_time.ToMilliseconds() == revoked_at_ms
+    assert (
+        revocation.access_tokens_expire_time.ToMilliseconds() == revoked_at_ms + TOKENS_VALID_FOR_MS
+    )
 
 
 # --- the raw stream -------------------------------------------------------------------

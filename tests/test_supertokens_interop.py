@@ -6,8 +6,8 @@ The regression (a security issue): CreateJwt signed any caller payload with the 
 that signs access tokens. Its header has no ``version``, which the SDK reads as a
 v3 access token, so the SDK only checks the payload's layout. A caller of
 
-    CreateJwt(payload_json='{"sub": "u1", "sessionHandle": "h", "refreshTokenHash1": "x",
-                             "tId": "public", "rsub": "u1"}',
+    CreateJwt(payload={"sub": "u1", "sessionHandle": "h", "refreshTokenHash1": "x",
+                       "tId": "public", "rsub": "u1"},
               use_static_signing_key=false)
 
 got a token that supertokens-python (and any plain JWKS verifier) took for a session
@@ -251,7 +251,7 @@ async def test_create_jwt_refuses_each_session_layout_claim(client: SessionClien
                     {"sub": "u1", claim: secret_value}, use_static_signing_key=static
                 )
             except InvalidArgumentError as error:
-                if error.field != "payload_json" or claim not in str(error):
+                if error.field != "payload" or claim not in str(error):
                     failures.append(f"{case}: {error.field}: {error}")
                 if secret_value in str(error):
                     failures.append(f"{case}: the message echoes the value: {error}")
@@ -266,7 +266,7 @@ async def test_create_jwt_refuses_the_attack_payload_naming_every_claim(
     for use_static_signing_key in (True, False):
         with pytest.raises(InvalidArgumentError) as raised:
             await client.create_jwt(ATTACK_PAYLOAD, use_static_signing_key=use_static_signing_key)
-        assert raised.value.field == "payload_json"
+        assert raised.value.field == "payload"
         # Exactly the session claims are named; "sub" is allowed.
         named = str(raised.value).rpartition(": ")[2].split(", ")
         assert named == ["refreshTokenHash1", "rsub", "sessionHandle", "tId"]
@@ -277,5 +277,5 @@ async def test_a_caller_cannot_set_the_token_type(client: SessionClient) -> None
     for stt in (0, 1, 2, None, False, "0"):
         with pytest.raises(InvalidArgumentError) as raised:
             await client.create_jwt({"sub": "u1", "stt": stt})
-        assert raised.value.field == "payload_json", stt
+        assert raised.value.field == "payload", stt
         assert str(raised.value).endswith(": stt"), stt

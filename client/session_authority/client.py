@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
@@ -22,7 +21,6 @@ import grpc
 from .claims import ClaimValidationResult, ClaimValidator, SessionClaim, refetch_updates
 from .errors import ClaimValidationError, UnauthorisedError
 from .global_validators import AuthorityValidatorCache, OverrideValidators, apply_override
-from .json_text import compact_json
 from .local_verification import LocalVerifier
 from .revocations import RevocationWatcher, RevokedSession
 from .session import (
@@ -35,12 +33,14 @@ from .session import (
     SessionSummary,
     TokenInfo,
 )
+from .structs import struct_from_wire, struct_to_wire, value_from_wire, value_to_wire
 from .v1 import session_service_pb2 as pb
 from .v1 import session_service_pb2_grpc as pb_grpc
 from .verify import DEFAULT_TENANT_ID
 from .wire import (
     error_from_rpc_error,
     failures_from_wire,
+    timestamp_from_wire,
     validator_to_wire,
     validators_from_wire,
 )
@@ -52,7 +52,9 @@ _JWK_FIELDS = ("kty", "kid", "alg", "use", "n", "e", "crv", "x", "y")
 
 
 def _token_info(token: pb.Token) -> TokenInfo:
-    return TokenInfo(token.token, token.expiry_ms, token.created_time_ms)
+    return TokenInfo(
+        token.token, timestamp_from_wire(token.expire_time), timestamp_from_wire(token.create_time)
+    )
 
 
 class SessionClient:
@@ -159,12 +161,16 @@ class SessionClient:
             user_id=session.user_id,
             session_handle=session.session_handle,
             access_token=access_token.token,
-            access_token_payload=json.loads(session.access_token_payload_json),
+            access_token_payload=struct_from_wire(session.access_token_payload, "response"),
             refresh_token=refresh_token.token if refresh_token is not None else None,
             anti_csrf_token=anti_csrf_token,
             tenant_id=session.tenant_id,
-            access_token_expiry=access_token.expiry_ms,
-            refresh_token_expiry=refresh_token.expiry_ms if refresh_token is not None else None,
+            access_token_expiry=timestamp_from_wire(access_token.expire_time),
+            refresh_token_expiry=(
+                timestamp_from_wire(refresh_token.expire_time)
+                if refresh_token is not None
+                else None
+            ),
             _client=self,
         )
 
@@ -186,8 +192,12 @@ class SessionClient:
             self._stub.CreateNewSession,
             pb.CreateNewSessionRequest(
                 user_id=user_id,
-                access_token_payload_json=compact_json(access_token_payload or {}),
-                session_data_in_database_json=compact_json(session_data_in_database or {}),
+                access_token_payload=struct_to_wire(
+                    access_token_payload or {}, "access_token_payload"
+                ),
+                session_data_in_database=struct_to_wire(
+                    session_data_in_database or {}, "session_data_in_database"
+                ),
                 disable_anti_csrf=disable_anti_csrf,
                 client_metadata=pb.ClientMetadata(
                     ip=metadata.ip, user_agent=metadata.user_agent, device=metadata.device
@@ -337,12 +347,12 @@ class SessionClient:
         return SessionInformation(
             session_handle=info.session_handle,
             user_id=info.user_id,
-            session_data_in_database=json.loads(info.session_data_in_database_json),
-            expiry=info.expiry_ms,
-            custom_claims_in_access_token_payload=json.loads(
-                info.custom_claims_in_access_token_payload_json
+            session_data_in_database=struct_from_wire(info.session_data_in_database, "response"),
+            expiry=timestamp_from_wire(info.expire_time),
+            custom_claims_in_access_token_payload=struct_from_wire(
+                info.custom_claims_in_access_token_payload, "response"
             ),
-            time_created=info.time_created_ms,
+            time_created=timestamp_from_wire(info.create_time),
             tenant_id=info.tenant_id,
         )
 
@@ -352,7 +362,8 @@ class SessionClient:
         response = await self._call(
             self._stub.UpdateSessionDataInDatabase,
             pb.UpdateSessionDataInDatabaseRequest(
-                session_handle=session_handle, new_session_data_json=compact_json(new_session_data)
+                session_handle=session_handle,
+                new_session_data=struct_to_wire(new_session_data, "new_session_data"),
             ),
         )
         return bool(response.updated)
@@ -364,7 +375,9 @@ class SessionClient:
             self._stub.MergeIntoAccessTokenPayload,
             pb.MergeIntoAccessTokenPayloadRequest(
                 session_handle=session_handle,
-                access_token_payload_update_json=compact_json(access_token_payload_update),
+                access_token_payload_update=struct_to_wire(
+                    access_token_payload_update, "access_token_payload_update"
+                ),
             ),
         )
         return bool(response.updated)
@@ -375,14 +388,18 @@ class SessionClient:
         """Re-mint an access token (same expiry); None when the session is gone."""
         request = pb.RegenerateAccessTokenRequest(access_token=access_token)
         if new_access_token_payload is not None:
-            request.new_access_token_payload_json = compact_json(new_access_token_payload)
+            request.new_access_token_payload.CopyFrom(
+                struct_to_wire(new_access_token_payload, "new_access_token_payload")
+            )
         response = await self._call(self._stub.RegenerateAccessToken, request)
         if not response.session_exists:
             return None
         return RegeneratedAccessToken(
             session_handle=response.session.session_handle,
             user_id=response.session.user_id,
-            access_token_payload=json.loads(response.session.access_token_payload_json),
+            access_token_payload=struct_from_wire(
+                response.session.access_token_payload, "response"
+            ),
             access_token=(
                 _token_info(response.access_token) if response.HasField("access_token") else None
             ),
@@ -406,14 +423,14 @@ class SessionClient:
                     client_metadata=ClientMetadata(
                         s.client_metadata.ip, s.client_metadata.user_agent, s.client_metadata.device
                     ),
-                    time_created=s.time_created_ms,
-                    last_refreshed=s.last_refreshed_ms,
-                    expiry=s.expiry_ms,
+                    time_created=timestamp_from_wire(s.create_time),
+                    last_refreshed=timestamp_from_wire(s.last_refresh_time),
+                    expiry=timestamp_from_wire(s.expire_time),
                 )
                 for s in response.sessions
             ],
             next_page_token=response.next_page_token or None,
-            total_count=response.total_count,
+            total_count=response.total_size,
         )
 
     async def revoke_other_sessions(self, session_handle: str) -> list[str]:
@@ -435,7 +452,11 @@ class SessionClient:
             async for message in call:
                 yield (
                     [
-                        RevokedSession(r.session_handle, r.cursor, r.access_tokens_valid_until_ms)
+                        RevokedSession(
+                            r.session_handle,
+                            r.cursor,
+                            timestamp_from_wire(r.access_tokens_expire_time),
+                        )
                         for r in message.revocations
                     ],
                     message.cursor,
@@ -461,7 +482,9 @@ class SessionClient:
         response = await self._call(
             self._stub.SetClaimValue,
             pb.SetClaimValueRequest(
-                session_handle=session_handle, claim_key=claim.key, value_json=compact_json(value)
+                session_handle=session_handle,
+                claim_key=claim.key,
+                value=value_to_wire(value, "value"),
             ),
         )
         return bool(response.updated)
@@ -473,7 +496,7 @@ class SessionClient:
         )
         if not response.session_exists:
             return ClaimValue("SESSION_DOES_NOT_EXIST_ERROR", None)
-        value = json.loads(response.value_json) if response.HasField("value_json") else None
+        value = value_from_wire(response.value, "response") if response.HasField("value") else None
         return ClaimValue("OK", value)
 
     async def remove_claim(self, session_handle: str, claim: SessionClaim[Any]) -> bool:
@@ -493,8 +516,7 @@ class SessionClient:
         failures = await self._validate(
             self._stub.ValidateClaims,
             lambda wire: pb.ValidateClaimsRequest(
-                user_id=user_id,
-                access_token_payload_json=compact_json(payload),
+                access_token_payload=struct_to_wire(payload, "access_token_payload"),
                 claim_validators=wire,
             ),
             claim_validators,
@@ -509,7 +531,7 @@ class SessionClient:
         return await self._validate(
             self._stub.ValidateClaimsInJwtPayload,
             lambda wire: pb.ValidateClaimsInJwtPayloadRequest(
-                user_id=user_id, jwt_payload_json=compact_json(jwt_payload), claim_validators=wire
+                jwt_payload=struct_to_wire(jwt_payload, "jwt_payload"), claim_validators=wire
             ),
             claim_validators,
             jwt_payload,
@@ -569,9 +591,9 @@ class SessionClient:
         use_static_signing_key: bool | None = None,
     ) -> str:
         """A JWT signed by the authority (its static key unless told otherwise)."""
-        request = pb.CreateJwtRequest(payload_json=compact_json(payload or {}))
+        request = pb.CreateJwtRequest(payload=struct_to_wire(payload or {}, "payload"))
         if validity_seconds is not None:
-            request.validity_seconds = validity_seconds
+            request.validity.seconds = validity_seconds
         if use_static_signing_key is not None:
             request.use_static_signing_key = use_static_signing_key
         response = await self._call(self._stub.CreateJwt, request)
@@ -582,8 +604,7 @@ class SessionClient:
             self._stub.GetOpenIdDiscoveryConfiguration,
             pb.GetOpenIdDiscoveryConfigurationRequest(),
         )
-        document: dict[str, Any] = json.loads(response.document_json)
-        return document
+        return struct_from_wire(response.document, "response")
 
     async def get_jwks(self) -> dict[str, Any]:
         """``{"keys": [JWK, ...]}``: every key that can verify a live access token."""
@@ -596,4 +617,4 @@ class SessionClient:
             {name: getattr(key, name) for name in _JWK_FIELDS if getattr(key, name)}
             for key in response.keys
         ]
-        return keys, response.max_age_seconds
+        return keys, int(response.max_age.seconds)

@@ -10,7 +10,6 @@ text. Messages never contain a token, a hash or a key.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -83,16 +82,6 @@ class TokenTheftDetectedError(SessionError):
         )
 
 
-# gRPC peers refuse metadata past 8 KiB by default; the error keeps well below.
-MAX_METADATA_JSON = 4096
-
-
-def _message_only(reason: Any) -> Any:
-    if isinstance(reason, dict) and isinstance(reason.get("message"), str):
-        return {"message": reason["message"][:256]}
-    return None
-
-
 @dataclass(frozen=True)
 class ClaimValidationError:
     """One failed claim validator: its id and SuperTokens' reason object."""
@@ -110,33 +99,11 @@ class InvalidClaimsError(SessionError):
         super().__init__(message)
         self.invalid_claims = invalid_claims
 
-    def wire_metadata(self) -> dict[str, str]:
-        """The failures as JSON, within what gRPC accepts as metadata: past
-        MAX_METADATA_JSON the reasons keep only their message, then the list is cut."""
-        failures = [{"id": c.id, "reason": c.reason} for c in self.invalid_claims]
-        text = json.dumps(failures, separators=(",", ":"))
-        if len(text) > MAX_METADATA_JSON:
-            failures = [
-                {"id": f["id"][:128], "reason": _message_only(f["reason"])} for f in failures
-            ]
-            text = json.dumps(failures, separators=(",", ":"))
-            while len(text) > MAX_METADATA_JSON and failures:
-                failures.pop()
-                text = json.dumps(failures, separators=(",", ":"))
-        return {"claimValidationErrors": text}
-
+    # The failures travel in the status details (InvalidClaims), not in metadata:
+    # wire.rich_status puts them there and wire.error_from_rpc_error reads them.
     @classmethod
     def from_wire(cls, message: str, metadata: Mapping[str, str]) -> SessionError:
-        try:
-            failures = json.loads(metadata.get("claimValidationErrors", "[]"))
-        except ValueError:
-            failures = []
-        claims = [
-            ClaimValidationError(str(f.get("id", "")), f.get("reason"))
-            for f in (failures if isinstance(failures, list) else [])
-            if isinstance(f, dict)
-        ]
-        return cls(message, invalid_claims=claims)
+        return cls(message, invalid_claims=[])
 
 
 class InvalidArgumentError(SessionError, ValueError):

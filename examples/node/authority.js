@@ -1,183 +1,157 @@
-// A Node.js client of the session authority, built from the same protos as the
-// Python SDK: protos/session_authority/v1/session_service.proto, loaded at run
-// time with @grpc/proto-loader. No generated code.
+// A Node.js client of the session authority with the Connect-ES runtime
+// (@connectrpc/connect, @connectrpc/connect-node) and the code that
+// @bufbuild/protoc-gen-es generates from protos/ into gen/ (`make proto`).
 //
-//   const authority = new AuthorityClient('127.0.0.1:50051');
-//   const created = await authority.createNewSession({ userId: 'user-1' });
-//   const refreshed = await authority.refreshSession({ refreshToken: created.refreshToken.token });
+// One client, three protocols: gRPC to the gRPC port, and Connect (JSON or binary)
+// or gRPC-Web to the HTTP port, where the authority serves the same
+// SessionService at /session_authority.v1.SessionService/<Method>.
 //
-// Field names are camelCase (keepCase: false), int64 fields are decimal strings
-// (longs: String) so that millisecond timestamps stay exact, and enums are their
-// names. A failed call rejects with an AuthorityError carrying the gRPC status
-// and the authority's google.rpc.ErrorInfo (reason, metadata), e.g. reason
-// TRY_REFRESH_TOKEN, UNAUTHORISED or TOKEN_THEFT_DETECTED.
+//   const transport = authorityTransport('grpc', 'http://127.0.0.1:50051', { apiKey });
+//   const authority = createAuthorityClient(transport);
+//   const created = await authority.createNewSession({
+//     userId: 'user-1',
+//     accessTokenPayload: { role: 'admin' },        // a Struct is a plain JS object
+//   });
+//   timestampDate(created.accessToken.expireTime);  // a Timestamp, a Date with this
+//
+// A failed call rejects with a ConnectError: `code` (Code.PermissionDenied, ...)
+// and details that errorInfo(), badRequest() and invalidClaims() below decode,
+// e.g. errorInfo(error).reason === 'TOKEN_THEFT_DETECTED'.
 
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createClient } from '@connectrpc/connect';
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from '@connectrpc/connect-node';
+import { fromJson, toJson } from '@bufbuild/protobuf';
+import { ValueSchema, durationMs } from '@bufbuild/protobuf/wkt';
 
-import grpc from '@grpc/grpc-js';
-import protoLoader from '@grpc/proto-loader';
+import { BadRequestSchema, ErrorInfoSchema } from './gen/google/rpc/error_details_pb.js';
+import {
+  InvalidClaimsSchema,
+  SessionService,
+} from './gen/session_authority/v1/session_service_pb.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const PROTO_ROOT = path.resolve(HERE, '../../protos');
-export const PROTO_FILE = 'session_authority/v1/session_service.proto';
+export { SessionService };
+
+/** The ErrorInfo domain of every error the authority itself raises. */
 export const ERROR_DOMAIN = 'session-authority';
 
-export const LOADER_OPTIONS = Object.freeze({
-  keepCase: false,
-  longs: String,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-  includeDirs: [PROTO_ROOT],
-});
+/**
+ * The protocols the authority speaks, by the name this module gives them:
+ * gRPC (HTTP/2, the gRPC port, SESSION_AUTHORITY_LISTEN), and Connect with JSON
+ * or binary protobuf and gRPC-Web (HTTP/1.1, the HTTP port,
+ * SESSION_AUTHORITY_HTTP_LISTEN).
+ */
+export const PROTOCOLS = Object.freeze(['grpc', 'connect-json', 'connect-binary', 'grpc-web']);
 
-const definition = protoLoader.loadSync(PROTO_FILE, LOADER_OPTIONS);
-const proto = grpc.loadPackageDefinition(definition);
-const SessionService = proto.session_authority.v1.SessionService;
+/** An interceptor that sends the API key as `authorization: Bearer <key>`. */
+export function bearer(apiKey) {
+  return (next) => (request) => {
+    request.header.set('authorization', `Bearer ${apiKey}`);
+    return next(request);
+  };
+}
 
-const lowerFirst = (name) => name[0].toLowerCase() + name.slice(1);
-
-/** A call the authority (or the network) refused. */
-export class AuthorityError extends Error {
-  constructor(serviceError) {
-    const details = decodeStatusDetails(
-      serviceError.metadata?.get('grpc-status-details-bin')?.[0],
-    );
-    const info = details?.errorInfos.find((i) => i.domain === ERROR_DOMAIN) ?? null;
-    super(details?.message || serviceError.details || serviceError.message);
-    this.name = 'AuthorityError';
-    this.code = serviceError.code;
-    this.codeName = grpc.status[serviceError.code] ?? String(serviceError.code);
-    this.reason = info?.reason ?? null;
-    this.domain = info?.domain ?? null;
-    this.metadata = info?.metadata ?? {};
+/**
+ * A Transport to the authority at baseUrl (e.g. http://127.0.0.1:50051 for
+ * 'grpc', http://127.0.0.1:8080 for the others). apiKey: sent with every call;
+ * timeoutMs: each call's deadline unless the call passes its own timeoutMs;
+ * interceptors: more interceptors, run after the API key's.
+ */
+export function authorityTransport(
+  protocol,
+  baseUrl,
+  { apiKey = null, timeoutMs = 10_000, interceptors = [] } = {},
+) {
+  const options = {
+    baseUrl,
+    defaultTimeoutMs: timeoutMs,
+    interceptors: [...(apiKey ? [bearer(apiKey)] : []), ...interceptors],
+  };
+  switch (protocol) {
+    case 'grpc':
+      return createGrpcTransport(options); // HTTP/2 only
+    case 'connect-json':
+      return createConnectTransport({ ...options, httpVersion: '1.1' });
+    case 'connect-binary':
+      return createConnectTransport({ ...options, httpVersion: '1.1', useBinaryFormat: true });
+    case 'grpc-web':
+      return createGrpcWebTransport({ ...options, httpVersion: '1.1' });
+    default:
+      throw new TypeError(`unknown protocol ${protocol}: one of ${PROTOCOLS.join(', ')}`);
   }
 }
 
 /**
- * Every unary RPC of SessionService as a promise-returning method named in
- * camelCase (createNewSession, getSession, refreshSession, getJwks, ...).
+ * A SessionService client: one promise-returning method per RPC, named in
+ * lowerCamelCase (createNewSession, getSession, ..., getOpenIdDiscoveryConfiguration),
+ * and watchRevocations as an async iterable.
  */
-export class AuthorityClient {
-  #stub;
-  #metadata;
-  #deadlineMs;
+export function createAuthorityClient(transport) {
+  return createClient(SessionService, transport);
+}
 
-  constructor(
-    target,
-    { apiKey = null, credentials = grpc.credentials.createInsecure(), deadlineMs = 10_000 } = {},
-  ) {
-    this.#stub = new SessionService(target, credentials);
-    this.#metadata = new grpc.Metadata();
-    if (apiKey) this.#metadata.set('authorization', `Bearer ${apiKey}`);
-    this.#deadlineMs = deadlineMs;
-    for (const [name, method] of Object.entries(SessionService.service)) {
-      if (!method.requestStream && !method.responseStream) {
-        this[lowerFirst(name)] = (request = {}) => this.#unary(name, request);
-      }
-    }
-  }
+/**
+ * A JSON value as a google.protobuf.Value message, for the fields typed Value
+ * (SetClaimValue's value, a ClaimValidator's value). protobuf-es gives Struct
+ * fields as plain objects, but a Value field is a message: { kind: { case, value } }.
+ */
+export function toValue(json) {
+  return fromJson(ValueSchema, json);
+}
 
-  #unary(name, request) {
-    return new Promise((resolve, reject) => {
-      const deadline = new Date(Date.now() + this.#deadlineMs);
-      this.#stub[name](request, this.#metadata.clone(), { deadline }, (error, response) => {
-        if (error) reject(new AuthorityError(error));
-        else resolve(response);
-      });
-    });
-  }
+/** A google.protobuf.Value message as the JSON value it holds (undefined when absent). */
+export function fromValue(value) {
+  return value === undefined ? undefined : toJson(ValueSchema, value);
+}
 
-  /** The JWKS from the GetJwks RPC, as JSON Web Keys (empty fields dropped). */
-  async jwks() {
-    const response = await this.getJwks({});
-    const keys = response.keys.map((key) =>
-      Object.fromEntries(Object.entries(key).filter(([, value]) => value !== '')),
+/**
+ * WatchRevocations as an async iterable of WatchRevocationsResponse that cancels
+ * the call when the loop is left (break, return, throw): connect-es does not, and
+ * an unfinished call stays open until its deadline. No deadline here (a watch is
+ * meant to stay open, and the transport's default would end it): pass a signal to
+ * stop it. On a dropped stream, watch again after the last cursor seen.
+ */
+export async function* watchRevocations(client, { afterCursor = 0n, signal } = {}) {
+  const leaving = new AbortController();
+  try {
+    yield* client.watchRevocations(
+      { afterCursor },
+      { signal: signal ? AbortSignal.any([leaving.signal, signal]) : leaving.signal, timeoutMs: 0 },
     );
-    return { keys, maxAgeSeconds: Number(response.maxAgeSeconds) };
-  }
-
-  close() {
-    this.#stub.close();
+  } finally {
+    leaving.abort();
   }
 }
 
-// --- google.rpc.Status in grpc-status-details-bin, decoded by hand ---------------
-// Status { int32 code = 1; string message = 2; repeated google.protobuf.Any details = 3; }
-// Any { string type_url = 1; bytes value = 2; }
-// ErrorInfo { string reason = 1; string domain = 2; map<string, string> metadata = 3; }
-
-const ERROR_INFO_TYPE = 'type.googleapis.com/google.rpc.ErrorInfo';
-
-function* fields(bytes) {
-  let offset = 0;
-  const varint = () => {
-    let value = 0;
-    let scale = 1;
-    for (;;) {
-      if (offset >= bytes.length) throw new Error('truncated protobuf varint');
-      const byte = bytes[offset++];
-      value += (byte & 0x7f) * scale;
-      scale *= 128;
-      if (byte < 0x80) return value;
-    }
-  };
-  while (offset < bytes.length) {
-    const tag = varint();
-    const number = Math.floor(tag / 8);
-    const wireType = tag % 8;
-    if (wireType === 0) {
-      yield [number, varint()];
-    } else if (wireType === 2) {
-      const length = varint();
-      if (offset + length > bytes.length) throw new Error('truncated protobuf field');
-      yield [number, bytes.subarray(offset, offset + length)];
-      offset += length;
-    } else if (wireType === 1 || wireType === 5) {
-      offset += wireType === 1 ? 8 : 4; // fixed64/fixed32: nothing we read
-    } else {
-      throw new Error(`unsupported protobuf wire type ${wireType}`);
-    }
-  }
+/** The authority's google.rpc.ErrorInfo of a ConnectError, or undefined. */
+export function errorInfo(error) {
+  return error?.findDetails?.(ErrorInfoSchema).find((info) => info.domain === ERROR_DOMAIN);
 }
 
-const text = (bytes) => Buffer.from(bytes).toString('utf8');
-
-function decodeErrorInfo(bytes) {
-  const info = { reason: '', domain: '', metadata: {} };
-  for (const [number, value] of fields(bytes)) {
-    if (number === 1) info.reason = text(value);
-    else if (number === 2) info.domain = text(value);
-    else if (number === 3) {
-      let key = '';
-      let entry = '';
-      for (const [n, v] of fields(value)) {
-        if (n === 1) key = text(v);
-        else if (n === 2) entry = text(v);
-      }
-      info.metadata[key] = entry;
-    }
-  }
-  return info;
+/** The google.rpc.BadRequest detail of an INVALID_ARGUMENT error, or undefined. */
+export function badRequest(error) {
+  return error?.findDetails?.(BadRequestSchema)[0];
 }
 
-/** google.rpc.Status bytes -> { code, message, errorInfos } (null if absent). */
-export function decodeStatusDetails(bytes) {
-  if (!bytes) return null;
-  const status = { code: 0, message: '', errorInfos: [] };
-  for (const [number, value] of fields(bytes)) {
-    if (number === 1) status.code = value;
-    else if (number === 2) status.message = text(value);
-    else if (number === 3) {
-      let typeUrl = '';
-      let payload = new Uint8Array();
-      for (const [n, v] of fields(value)) {
-        if (n === 1) typeUrl = text(v);
-        else if (n === 2) payload = v;
-      }
-      if (typeUrl === ERROR_INFO_TYPE) status.errorInfos.push(decodeErrorInfo(payload));
-    }
-  }
-  return status;
+/** The failed validators of an INVALID_CLAIMS error (the InvalidClaims detail), or []. */
+export function invalidClaims(error) {
+  return error?.findDetails?.(InvalidClaimsSchema)[0]?.invalidClaims ?? [];
+}
+
+/**
+ * The keys of GetJwks as RFC 7517 JSON Web Keys, ready for jose's
+ * createLocalJWKSet: the response's messages carry every field of every key
+ * type ("" when unused) and a $typeName, which a JWK must not have.
+ */
+export async function jwks(client) {
+  const response = await client.getJwks({});
+  const keys = response.keys.map((key) =>
+    Object.fromEntries(
+      Object.entries(key).filter(([name, value]) => name !== '$typeName' && value !== ''),
+    ),
+  );
+  return { keys, maxAgeMs: response.maxAge ? durationMs(response.maxAge) : 0 };
 }

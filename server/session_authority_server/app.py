@@ -1,6 +1,7 @@
 """The process: the checks before serving, the database, the authority's parts
-(assembly.py), the gRPC server (with health and reflection), the HTTP side, the
-background jobs, and a graceful stop."""
+(assembly.py), the gRPC server (with health and reflection), the HTTP listener
+(the same servicer over Connect and gRPC-Web, JWKS, discovery, probes, metrics),
+the background jobs, and a graceful stop."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from session_authority.v1 import session_service_pb2 as pb
@@ -23,7 +23,8 @@ from .assembly import Authority, assemble
 from .auth import CallerAuthenticator
 from .clock import Clock, SystemClock
 from .config import ConfigError, Settings, derived_issuer, env_name
-from .http import build_http_app, start_http
+from .connect import SERVICE_PATH, connect_application
+from .http import HttpApp, HttpListener, server_ssl_context, start_http
 from .http_limits import ConnectionLimits
 from .metrics import Metrics
 from .rpc_gate import RpcGate
@@ -51,7 +52,7 @@ class RunningServer:
     authority: Authority
     metrics: Metrics
     http_port: int | None = None
-    http_runner: web.AppRunner | None = None
+    http_listener: HttpListener | None = None
     # The iss of its tokens: the configured issuer, or the one derived at start.
     issuer: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -60,11 +61,25 @@ class RunningServer:
         """Stop accepting RPCs, let in-flight ones finish within grace, close storage."""
         for task in self.tasks:
             task.cancel()
-        if self.http_runner is not None:
-            await self.http_runner.cleanup()
-            self.http_runner = None
-        await self.server.stop(grace)
+        listener, self.http_listener = self.http_listener, None
+        await asyncio.gather(
+            self.server.stop(grace), *([listener.stop(grace)] if listener is not None else [])
+        )
         await self.store.close()
+
+
+def http_rpc_refusal(settings: Settings) -> str | None:
+    """Why the HTTP listener may not serve RPCs, or None. Callers reach them under
+    the gRPC port's own transport security or not at all: with TLS configured
+    (and so perhaps client certificates required), a plain-HTTP listener serves
+    only what needs no caller authentication (JWKS, discovery, probes, metrics)."""
+    if settings.tls_cert_file and not settings.http_tls:
+        return (
+            f"TLS is configured ({env_name('tls_cert_file')}): RPCs over HTTP need "
+            f"{env_name('http_tls')}=true, which serves HTTPS with the same certificate "
+            "and client CA"
+        )
+    return None
 
 
 async def report_readiness(
@@ -101,7 +116,8 @@ async def start_server(
     check_addresses(settings, reuse_port=reuse_port)
     store, _ = await open_database(settings)
     server: grpc.aio.Server | None = None
-    http_runner: web.AppRunner | None = None
+    http_listener: HttpListener | None = None
+    http_app: HttpApp | None = None
     try:
         metrics = Metrics()
         authority = await assemble(settings, store, clock or SystemClock(), metrics)
@@ -119,7 +135,9 @@ async def start_server(
             settings.api_keys,
             allow_remote_without_api_key=settings.allow_remote_without_api_key,
         )
-        register(SessionServicer(authority, RpcGate(authenticator, metrics), metrics), server)
+        # One servicer, for gRPC here and for Connect and gRPC-Web on the HTTP listener.
+        servicer = SessionServicer(authority, RpcGate(authenticator, metrics), metrics)
+        register(servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -137,13 +155,23 @@ async def start_server(
         running = RunningServer(server, port, store, authority, metrics)
         if settings.http_listen:
             try:
-                http_runner, running.http_port = await start_http(
-                    build_http_app(authority.tokens, store, metrics),
+                http_app = HttpApp(authority.tokens, store, metrics, rpc_path=SERVICE_PATH)
+                http_listener = await start_http(
+                    http_app,
                     settings.http_listen,
                     limits=ConnectionLimits(
                         header_timeout=settings.http_header_timeout,
                         idle_timeout=settings.http_idle_timeout,
                         max_connections=settings.http_max_connections,
+                    ),
+                    ssl_context=(
+                        server_ssl_context(
+                            settings.tls_cert_file,
+                            settings.tls_key_file,
+                            settings.tls_client_ca_file,
+                        )
+                        if settings.http_tls
+                        else None
                     ),
                     reuse_port=reuse_port,
                     on_reject=metrics.http_connections_rejected.inc,
@@ -153,7 +181,8 @@ async def start_server(
                     f"{env_name('http_listen')}: cannot listen on {settings.http_listen} "
                     f"({error.strerror})"
                 ) from None
-            running.http_runner = http_runner
+            running.http_listener = http_listener
+            running.http_port = http_listener.port
         if settings.issuer:
             await check_issuer_serves_these_keys(settings.issuer, authority.keys)
         else:
@@ -166,14 +195,22 @@ async def start_server(
                     f"{env_name('issuer')}: must be set when {env_name('http_listen')} is empty"
                 )
             settings = dataclasses.replace(
-                settings, issuer=derived_issuer(settings.http_listen, running.http_port)
+                settings,
+                issuer=derived_issuer(
+                    settings.http_listen, running.http_port, https=settings.http_tls
+                ),
             )
             authority.tokens.issuer = settings.issuer
         running.issuer = settings.issuer
+        if http_app is not None:
+            http_app.serve_rpcs(
+                connect_application(servicer, max_message_bytes=MAX_MESSAGE_BYTES),
+                refusal=http_rpc_refusal(settings),
+            )
         await server.start()
     except BaseException:
-        if http_runner is not None:
-            await http_runner.cleanup()
+        if http_listener is not None:
+            await http_listener.stop(None)
         if server is not None:
             await server.stop(None)
         await store.close()
@@ -197,6 +234,18 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     if running.http_port is not None:
         http_host = settings.http_listen.rsplit(":", 1)[0]
         log.info("serving HTTP (JWKS, health, metrics) on %s:%d", http_host, running.http_port)
+        refusal = http_rpc_refusal(settings)
+        if refusal is None:
+            scheme = "https" if settings.http_tls else "http"
+            log.info(
+                "serving SessionService over Connect and gRPC-Web at %s://%s:%d%s/",
+                scheme,
+                http_host,
+                running.http_port,
+                SERVICE_PATH,
+            )
+        else:
+            log.info("not serving RPCs over HTTP: %s", refusal)
     log.info("issuer (iss of every token): %s", running.issuer)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,6 +1,7 @@
 """Who may call the authority: API keys, and loopback-only when there are none.
 
-Keys arrive as ``authorization: Bearer <key>`` metadata and are compared in
+Keys arrive as ``authorization: Bearer <key>`` metadata (an HTTP header on the
+HTTP listener: the same rule for Connect and gRPC-Web) and are compared in
 constant time against every configured key (several at once, for rotation).
 With no key configured, only callers on the loopback interface are served,
 unless the operator explicitly allows remote callers without a key.
@@ -39,7 +40,8 @@ class CallerAuthenticator:
             )
 
     def check(self, context: Any) -> None:
-        """Raise ApiKeyInvalidError unless the call may proceed."""
+        """Raise ApiKeyInvalidError unless the call may proceed. context: anything
+        with gRPC's peer() and invocation_metadata() (rpc_gate.Call)."""
         if not self._keys:
             if self._allow_remote or is_loopback(context.peer() or ""):
                 return

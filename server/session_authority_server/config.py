@@ -93,6 +93,11 @@ class Settings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
+    # The HTTP listener over TLS with that certificate (and client CA). Without it,
+    # and with TLS configured, the HTTP listener serves only JWKS, discovery,
+    # probes and metrics (app.http_rpc_refusal): RPCs need the same transport
+    # security on both listeners.
+    http_tls: bool = False
     # Encrypts signing private keys at rest (AES-256-GCM): 32 bytes, base64, given
     # directly or in a file.
     master_key: str = ""
@@ -141,7 +146,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "log_format": ("text", "json"),
 }
-_BOOLEANS = {"allow_remote_without_api_key"}
+_BOOLEANS = {"allow_remote_without_api_key", "http_tls"}
 _SECRETS = {"api_keys", "master_key"}  # never echoed in an error
 _ZERO_ALLOWED = {
     "refresh_grace_period",
@@ -167,7 +172,7 @@ DESCRIPTIONS: dict[str, str] = {
     "session_absolute_lifetime": "no refresh extends a session past created + this (0: none)",
     "max_sessions_per_user": "one more login revokes the user's oldest session (0: no cap)",
     "issuer": "iss of every token and issuer of discovery; by default http://HOST:PORT "
-    "where the HTTP side listens (HTTP_LISTEN's host, the port it bound)",
+    "where the HTTP side listens (HTTP_LISTEN's host, the port it bound; https with HTTP_TLS)",
     "shutdown_grace": "on SIGTERM/SIGINT, in-flight RPCs get this long to finish",
     "sqlite_synchronous": "FULL, or NORMAL: faster, but a power cut may lose the last commits",
     "database_statement_timeout": "PostgreSQL: no statement runs longer; "
@@ -176,7 +181,8 @@ DESCRIPTIONS: dict[str, str] = {
     "cleanup_interval": "how often expired sessions and retired signing keys are deleted",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "log_format": "text, or json: one JSON object a line",
-    "http_listen": "JWKS, discovery, probes and metrics, host:port (empty: no HTTP side)",
+    "http_listen": "Connect and gRPC-Web RPCs, JWKS, discovery, probes and metrics, "
+    "host:port (empty: no HTTP side)",
     "http_header_timeout": "a new HTTP connection must send its request head "
     "within this, or it is closed",
     "http_idle_timeout": "an HTTP connection with no request in progress is closed after this "
@@ -185,9 +191,12 @@ DESCRIPTIONS: dict[str, str] = {
     "(counted in /metrics)",
     "api_keys": "comma-separated caller keys, 16+ characters each",
     "allow_remote_without_api_key": "serve non-loopback callers even without API keys",
-    "tls_cert_file": "PEM certificate chain: TLS on the gRPC port (with TLS_KEY_FILE)",
+    "tls_cert_file": "PEM certificate chain: TLS on the gRPC port (with TLS_KEY_FILE); "
+    "RPCs over HTTP then need HTTP_TLS",
     "tls_key_file": "PEM private key of that certificate",
     "tls_client_ca_file": "PEM CA: callers must present a certificate it signed (mTLS)",
+    "http_tls": "HTTPS on the HTTP listener with the TLS certificate (and client CA: mTLS), "
+    "so that it serves RPCs too",
     "master_key": "32 bytes, base64: seals signing keys at rest (AES-256-GCM)",
     "master_key_file": "a file holding the master key",
     "workers": "processes serving one port (fixed ports needed)",
@@ -385,6 +394,8 @@ def _check(settings: Settings) -> None:
     _check_issuer(settings)
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         raise ConfigError(f"{env_name('tls_cert_file')} and {env_name('tls_key_file')} go together")
+    if settings.http_tls and not settings.tls_cert_file:
+        raise ConfigError(f"{env_name('http_tls')}: needs {env_name('tls_cert_file')} too")
     if settings.tls_client_ca_file and not settings.tls_cert_file:
         raise ConfigError(
             f"{env_name('tls_client_ca_file')}: mTLS needs {env_name('tls_cert_file')} too"
@@ -442,9 +453,9 @@ def _check_issuer(settings: Settings) -> None:
         )
 
 
-def derived_issuer(http_listen: str, bound_port: int) -> str:
+def derived_issuer(http_listen: str, bound_port: int, *, https: bool = False) -> str:
     """The default issuer: the HTTP side's own address, with the port it bound."""
     host, _ = host_and_port(http_listen)
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{bound_port}"
+    return f"{'https' if https else 'http'}://{host}:{bound_port}"

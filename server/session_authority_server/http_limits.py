@@ -16,16 +16,16 @@ The rule, per connection:
 * A request in progress (head received, response not finished) is never cut by
   these timers, however long it runs: a stream may stay open for long.
 
-This module does the cap and the first head, below the framework: it wraps the
-protocol factory that ``loop.create_server`` takes, sees only bytes, and finds
-the end of a head by the blank line. After that first head it never closes the
-connection, since only the framework knows where a request body or a response
-ends. The idle timeout is therefore the framework's keep-alive timeout, which
-``start_http`` sets: aiohttp closes a connection whose handler waits for the
-next request once that long has passed since the last response, and partial
-data does not restart that clock. A framework replacing aiohttp must be given
-the idle timeout the same way and keep that property (tests/test_http_limits.py
-checks it).
+This module does the cap and the first head, below the HTTP server: it wraps
+the protocol factory that ``loop.create_server`` takes, sees only bytes, and
+finds the end of a head by the blank line. After that first head it never
+closes the connection, since only the HTTP server knows where a request body or
+a response ends. The idle timeout is therefore the server's keep-alive timeout,
+which ``http.start_http`` sets: uvicorn closes a connection that waits for its
+next request once that long has passed since the last response, and
+(http._HttpProtocol) partial data does not restart or stop that clock: only a
+complete head does. A server replacing uvicorn must be given the idle timeout
+the same way and keep that property (tests/test_http_limits.py checks it).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class ConnectionLimits:
 
 class ConnectionLimiter:
     """A protocol factory for ``loop.create_server``: each connection gets a
-    protocol from ``factory`` (e.g. aiohttp's ``web.Server``), within the limits.
+    protocol from ``factory`` (uvicorn's HTTP protocol), within the limits.
     ``on_reject`` is called for each connection closed by the cap."""
 
     def __init__(
@@ -91,7 +91,7 @@ class ConnectionLimiter:
 
 
 class _LimitedConnection(asyncio.Protocol):
-    """Passes everything to the framework's protocol, watching the first head."""
+    """Passes everything to the server's protocol, watching the first head."""
 
     def __init__(self, limiter: ConnectionLimiter) -> None:
         self._limiter = limiter

@@ -28,13 +28,21 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.rpcs = Counter(
             "session_authority_rpcs",
-            "gRPC calls by method and status code",
+            "calls by method and status code, whichever the transport",
             ["method", "code"],
+            registry=self.registry,
+        )
+        # rpcs: every transport in one series per method and code, counted as calls
+        # end (as when gRPC was the only one); the transport apart, as calls start.
+        self.rpcs_by_transport = Counter(
+            "session_authority_rpcs_by_transport",
+            "calls started, by method and transport (grpc, connect, grpc-web)",
+            ["method", "transport"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "session_authority_rpc_duration_seconds",
-            "gRPC call latency by method and status code",
+            "call latency by method and status code",
             ["method", "code"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
@@ -58,7 +66,7 @@ class Metrics:
         )
         self.jwks_fetches = Counter(
             "session_authority_jwks_fetches",
-            "JWKS served, by transport",
+            "JWKS served, by transport (grpc, connect, grpc-web: GetJwks; http: the URL)",
             ["transport"],
             registry=self.registry,
         )
@@ -67,6 +75,9 @@ class Metrics:
             "HTTP connections closed on arrival: the connection cap was reached",
             registry=self.registry,
         )
+
+    def rpc_started(self, method: str, transport: str) -> None:
+        self.rpcs_by_transport.labels(method, transport).inc()
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         self.rpcs.labels(method, code).inc()

@@ -56,7 +56,7 @@ class SessionClaims:
         check_session_handle(handle)
         check_claim_key(key)
         entry = claim_entry(value, self._clock.now_ms())
-        return await self._merge(handle, {key: entry}, "value_json")
+        return await self._merge(handle, {key: entry}, "value")
 
     async def get_claim_value(self, handle: str, key: str) -> tuple[bool, Any]:
         """(session exists, the claim's value or None)."""

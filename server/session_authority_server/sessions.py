@@ -147,7 +147,7 @@ class SessionManager:
         device: str = "",
     ) -> SessionTokens:
         check_user_id(user_id)
-        check_custom_claims(access_token_payload, "access_token_payload_json")
+        check_custom_claims(access_token_payload, "access_token_payload")
         check_client_metadata(client_ip, user_agent, device)
         now = self._now()
         absolute_ms = self._settings.session_absolute_lifetime * 1000
@@ -374,10 +374,8 @@ class SessionManager:
 
     async def merge_into_access_token_payload(self, handle: str, update: dict[str, Any]) -> bool:
         check_session_handle(handle)
-        check_custom_claims(update, "access_token_payload_update_json")
-        return await self.merge_into_stored_payload(
-            handle, update, "access_token_payload_update_json"
-        )
+        check_custom_claims(update, "access_token_payload_update")
+        return await self.merge_into_stored_payload(handle, update, "access_token_payload_update")
 
     async def merge_into_stored_payload(
         self, handle: str, update: dict[str, Any], field: str
@@ -402,7 +400,7 @@ class SessionManager:
         self, access_token: str, new_custom_claims: dict[str, Any] | None
     ) -> RegeneratedToken | None:
         if new_custom_claims is not None:
-            check_custom_claims(new_custom_claims, "new_access_token_payload_json")
+            check_custom_claims(new_custom_claims, "new_access_token_payload")
         now = self._now()
         old = await self._tokens.verify_access_token(access_token, now, check_expiry=False)
         new_text = None if new_custom_claims is None else compact_json(new_custom_claims)

@@ -92,12 +92,12 @@ class TokenIssuer:
         (SuperTokens' mark for "not a session token", which its SDKs reject as an
         access token) is set after the caller's claims.
         """
-        check_create_jwt_payload(payload, "payload_json")
+        check_create_jwt_payload(payload, "payload")
         validity = DEFAULT_JWT_VALIDITY_S if validity_seconds is None else validity_seconds
         if not 0 < validity <= MAX_JWT_VALIDITY_S:
             raise InvalidArgumentError(
-                f"validity_seconds must be between 1 and {MAX_JWT_VALIDITY_S}",
-                field="validity_seconds",
+                f"validity must be between 1 and {MAX_JWT_VALIDITY_S} seconds",
+                field="validity",
             )
         now_s = self._clock.now_ms() // 1000
         claims = {

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from session_authority.errors import InvalidArgumentError
-from session_authority.json_text import compact_json, strict_json_loads
+from session_authority.json_text import compact_json
 from session_authority.verify import PROTECTED_CLAIMS
 
 MAX_USER_ID_LENGTH = 512
@@ -30,25 +30,10 @@ MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 
 
-def parse_json_object(text: str, field: str, max_bytes: int) -> dict[str, Any]:
-    """A JSON object from request text; empty text is {}."""
-    if not text:
-        return {}
-    value = parse_json_value(text, field, max_bytes)
-    if not isinstance(value, dict):
-        raise InvalidArgumentError(f"{field} must be a JSON object", field=field)
-    return value
-
-
-def parse_json_value(text: str, field: str, max_bytes: int) -> Any:
-    if len(text) > max_bytes or len(text.encode()) > max_bytes:
+def check_json_size(value: Any, field: str, max_bytes: int) -> None:
+    """Refuse a JSON value from a request whose compact JSON is over its limit."""
+    if len(compact_json(value).encode()) > max_bytes:
         raise InvalidArgumentError(f"{field} is larger than {max_bytes} bytes", field=field)
-    try:
-        return strict_json_loads(text)
-    except RecursionError:
-        raise InvalidArgumentError(f"{field} is nested too deeply", field=field) from None
-    except ValueError as exc:  # the parser's reason names a position, never content
-        raise InvalidArgumentError(f"{field} is not valid JSON: {exc}", field=field) from None
 
 
 def check_custom_claims(payload: dict[str, Any], field: str) -> None:
@@ -84,7 +69,7 @@ CREATE_JWT_REFUSED_CLAIMS = frozenset(
 )
 
 
-def check_create_jwt_payload(payload: dict[str, Any], field: str = "payload_json") -> None:
+def check_create_jwt_payload(payload: dict[str, Any], field: str = "payload") -> None:
     """Refuse session-layout claims; the message names them, never their values."""
     refused = sorted(CREATE_JWT_REFUSED_CLAIMS.intersection(payload))
     if refused:
@@ -111,12 +96,6 @@ def check_user_id(user_id: str, field: str = "user_id") -> str:
             f"{field} is longer than {MAX_USER_ID_LENGTH} characters", field=field
         )
     return check_no_nul(user_id, field)
-
-
-def check_optional_user_id(user_id: str, field: str = "user_id") -> str:
-    """A user id the authority does not use (claim validation: fetching lives with
-    the caller) may be empty; one that is given is held to the usual rules."""
-    return check_user_id(user_id, field) if user_id else user_id
 
 
 def check_session_handle(handle: str, field: str = "session_handle") -> str:

@@ -58,7 +58,7 @@ async def test_merge_refuses_protected_claims(
     created = await authority.sessions.create_new_session("user-1", {"role": "admin"}, {})
     with pytest.raises(InvalidArgumentError) as refused:
         await authority.sessions.merge_into_access_token_payload(created.handle, {claim: "x"})
-    assert refused.value.field == "access_token_payload_update_json"
+    assert refused.value.field == "access_token_payload_update"
     assert stored_payload(store, created.handle) == {"role": "admin"}
 
 
@@ -70,7 +70,7 @@ async def test_merge_refuses_a_result_over_the_payload_limit(
     # Each half fits alone; together (with the JSON around them) they do not.
     with pytest.raises(InvalidArgumentError) as refused:
         await authority.sessions.merge_into_access_token_payload(created.handle, {"b": half})
-    assert refused.value.field == "access_token_payload_update_json"
+    assert refused.value.field == "access_token_payload_update"
     assert stored_payload(store, created.handle) == {"a": half}
     # Replacing the big value instead keeps the result within the limit.
     assert await authority.sessions.merge_into_access_token_payload(
@@ -131,7 +131,7 @@ async def test_set_claim_value_refuses_an_oversized_result(
         await authority.claims.set_claim_value(
             created.handle, "big", "x" * MAX_ACCESS_TOKEN_PAYLOAD_BYTES
         )
-    assert refused.value.field == "value_json"
+    assert refused.value.field == "value"
     assert stored_payload(store, created.handle) == {}
 
 

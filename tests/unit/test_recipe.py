@@ -128,7 +128,7 @@ async def test_create_refuses_protected_claims_and_stores_nothing(
 ) -> None:
     with pytest.raises(InvalidArgumentError) as refused:
         await authority.sessions.create_new_session("user-1", {claim: "x"}, {})
-    assert refused.value.field == "access_token_payload_json"
+    assert refused.value.field == "access_token_payload"
     assert store.sessions == {}
     assert observer.events == []
 
@@ -486,4 +486,4 @@ async def test_regenerate_refuses_protected_claims(authority: Authority) -> None
     created = await authority.sessions.create_new_session("user-1", {}, {})
     with pytest.raises(InvalidArgumentError) as refused:
         await authority.sessions.regenerate_access_token(created.access_token.token, {"sub": "x"})
-    assert refused.value.field == "new_access_token_payload_json"
+    assert refused.value.field == "new_access_token_payload"

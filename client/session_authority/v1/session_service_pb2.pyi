@@ -1,3 +1,8 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -35,58 +40,58 @@ class ClientMetadata(_message.Message):
     def __init__(self, ip: _Optional[str] = ..., user_agent: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
 
 class Token(_message.Message):
-    __slots__ = ("token", "expiry_ms", "created_time_ms")
+    __slots__ = ("token", "expire_time", "create_time")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
-    EXPIRY_MS_FIELD_NUMBER: _ClassVar[int]
-    CREATED_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     token: str
-    expiry_ms: int
-    created_time_ms: int
-    def __init__(self, token: _Optional[str] = ..., expiry_ms: _Optional[int] = ..., created_time_ms: _Optional[int] = ...) -> None: ...
+    expire_time: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, token: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Session(_message.Message):
-    __slots__ = ("session_handle", "user_id", "tenant_id", "access_token_payload_json")
+    __slots__ = ("session_handle", "user_id", "tenant_id", "access_token_payload")
     SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
-    ACCESS_TOKEN_PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_TOKEN_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     session_handle: str
     user_id: str
     tenant_id: str
-    access_token_payload_json: str
-    def __init__(self, session_handle: _Optional[str] = ..., user_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., access_token_payload_json: _Optional[str] = ...) -> None: ...
+    access_token_payload: _struct_pb2.Struct
+    def __init__(self, session_handle: _Optional[str] = ..., user_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., access_token_payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class SessionInformation(_message.Message):
-    __slots__ = ("session_handle", "user_id", "tenant_id", "session_data_in_database_json", "expiry_ms", "custom_claims_in_access_token_payload_json", "time_created_ms")
+    __slots__ = ("session_handle", "user_id", "tenant_id", "session_data_in_database", "expire_time", "custom_claims_in_access_token_payload", "create_time")
     SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
-    SESSION_DATA_IN_DATABASE_JSON_FIELD_NUMBER: _ClassVar[int]
-    EXPIRY_MS_FIELD_NUMBER: _ClassVar[int]
-    CUSTOM_CLAIMS_IN_ACCESS_TOKEN_PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
-    TIME_CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_DATA_IN_DATABASE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_CLAIMS_IN_ACCESS_TOKEN_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     session_handle: str
     user_id: str
     tenant_id: str
-    session_data_in_database_json: str
-    expiry_ms: int
-    custom_claims_in_access_token_payload_json: str
-    time_created_ms: int
-    def __init__(self, session_handle: _Optional[str] = ..., user_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., session_data_in_database_json: _Optional[str] = ..., expiry_ms: _Optional[int] = ..., custom_claims_in_access_token_payload_json: _Optional[str] = ..., time_created_ms: _Optional[int] = ...) -> None: ...
+    session_data_in_database: _struct_pb2.Struct
+    expire_time: _timestamp_pb2.Timestamp
+    custom_claims_in_access_token_payload: _struct_pb2.Struct
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, session_handle: _Optional[str] = ..., user_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., session_data_in_database: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., custom_claims_in_access_token_payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ClaimValidator(_message.Message):
-    __slots__ = ("id", "claim_key", "kind", "value_json", "max_age_seconds")
+    __slots__ = ("id", "claim_key", "kind", "value", "max_age")
     ID_FIELD_NUMBER: _ClassVar[int]
     CLAIM_KEY_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
-    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
-    MAX_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_FIELD_NUMBER: _ClassVar[int]
     id: str
     claim_key: str
     kind: ClaimValidatorKind
-    value_json: str
-    max_age_seconds: int
-    def __init__(self, id: _Optional[str] = ..., claim_key: _Optional[str] = ..., kind: _Optional[_Union[ClaimValidatorKind, str]] = ..., value_json: _Optional[str] = ..., max_age_seconds: _Optional[int] = ...) -> None: ...
+    value: _struct_pb2.Value
+    max_age: _duration_pb2.Duration
+    def __init__(self, id: _Optional[str] = ..., claim_key: _Optional[str] = ..., kind: _Optional[_Union[ClaimValidatorKind, str]] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., max_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ClaimValidatorList(_message.Message):
     __slots__ = ("validators",)
@@ -95,26 +100,32 @@ class ClaimValidatorList(_message.Message):
     def __init__(self, validators: _Optional[_Iterable[_Union[ClaimValidator, _Mapping]]] = ...) -> None: ...
 
 class ClaimValidationError(_message.Message):
-    __slots__ = ("id", "reason_json")
+    __slots__ = ("id", "reason")
     ID_FIELD_NUMBER: _ClassVar[int]
-    REASON_JSON_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
-    reason_json: str
-    def __init__(self, id: _Optional[str] = ..., reason_json: _Optional[str] = ...) -> None: ...
+    reason: _struct_pb2.Value
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+
+class InvalidClaims(_message.Message):
+    __slots__ = ("invalid_claims",)
+    INVALID_CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    invalid_claims: _containers.RepeatedCompositeFieldContainer[ClaimValidationError]
+    def __init__(self, invalid_claims: _Optional[_Iterable[_Union[ClaimValidationError, _Mapping]]] = ...) -> None: ...
 
 class CreateNewSessionRequest(_message.Message):
-    __slots__ = ("user_id", "access_token_payload_json", "session_data_in_database_json", "disable_anti_csrf", "client_metadata")
+    __slots__ = ("user_id", "access_token_payload", "session_data_in_database", "disable_anti_csrf", "client_metadata")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
-    ACCESS_TOKEN_PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
-    SESSION_DATA_IN_DATABASE_JSON_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_TOKEN_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SESSION_DATA_IN_DATABASE_FIELD_NUMBER: _ClassVar[int]
     DISABLE_ANTI_CSRF_FIELD_NUMBER: _ClassVar[int]
     CLIENT_METADATA_FIELD_NUMBER: _ClassVar[int]
     user_id: str
-    access_token_payload_json: str
-    session_data_in_database_json: str
+    access_token_payload: _struct_pb2.Struct
+    session_data_in_database: _struct_pb2.Struct
     disable_anti_csrf: bool
     client_metadata: ClientMetadata
-    def __init__(self, user_id: _Optional[str] = ..., access_token_payload_json: _Optional[str] = ..., session_data_in_database_json: _Optional[str] = ..., disable_anti_csrf: _Optional[bool] = ..., client_metadata: _Optional[_Union[ClientMetadata, _Mapping]] = ...) -> None: ...
+    def __init__(self, user_id: _Optional[str] = ..., access_token_payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_data_in_database: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., disable_anti_csrf: _Optional[bool] = ..., client_metadata: _Optional[_Union[ClientMetadata, _Mapping]] = ...) -> None: ...
 
 class CreateNewSessionResponse(_message.Message):
     __slots__ = ("session", "access_token", "refresh_token", "anti_csrf_token")
@@ -233,12 +244,12 @@ class GetSessionInformationResponse(_message.Message):
     def __init__(self, session_information: _Optional[_Union[SessionInformation, _Mapping]] = ...) -> None: ...
 
 class UpdateSessionDataInDatabaseRequest(_message.Message):
-    __slots__ = ("session_handle", "new_session_data_json")
+    __slots__ = ("session_handle", "new_session_data")
     SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
-    NEW_SESSION_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    NEW_SESSION_DATA_FIELD_NUMBER: _ClassVar[int]
     session_handle: str
-    new_session_data_json: str
-    def __init__(self, session_handle: _Optional[str] = ..., new_session_data_json: _Optional[str] = ...) -> None: ...
+    new_session_data: _struct_pb2.Struct
+    def __init__(self, session_handle: _Optional[str] = ..., new_session_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class UpdateSessionDataInDatabaseResponse(_message.Message):
     __slots__ = ("updated",)
@@ -247,12 +258,12 @@ class UpdateSessionDataInDatabaseResponse(_message.Message):
     def __init__(self, updated: _Optional[bool] = ...) -> None: ...
 
 class MergeIntoAccessTokenPayloadRequest(_message.Message):
-    __slots__ = ("session_handle", "access_token_payload_update_json")
+    __slots__ = ("session_handle", "access_token_payload_update")
     SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
-    ACCESS_TOKEN_PAYLOAD_UPDATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_TOKEN_PAYLOAD_UPDATE_FIELD_NUMBER: _ClassVar[int]
     session_handle: str
-    access_token_payload_update_json: str
-    def __init__(self, session_handle: _Optional[str] = ..., access_token_payload_update_json: _Optional[str] = ...) -> None: ...
+    access_token_payload_update: _struct_pb2.Struct
+    def __init__(self, session_handle: _Optional[str] = ..., access_token_payload_update: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class MergeIntoAccessTokenPayloadResponse(_message.Message):
     __slots__ = ("updated",)
@@ -261,12 +272,12 @@ class MergeIntoAccessTokenPayloadResponse(_message.Message):
     def __init__(self, updated: _Optional[bool] = ...) -> None: ...
 
 class RegenerateAccessTokenRequest(_message.Message):
-    __slots__ = ("access_token", "new_access_token_payload_json")
+    __slots__ = ("access_token", "new_access_token_payload")
     ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
-    NEW_ACCESS_TOKEN_PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    NEW_ACCESS_TOKEN_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     access_token: str
-    new_access_token_payload_json: str
-    def __init__(self, access_token: _Optional[str] = ..., new_access_token_payload_json: _Optional[str] = ...) -> None: ...
+    new_access_token_payload: _struct_pb2.Struct
+    def __init__(self, access_token: _Optional[str] = ..., new_access_token_payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class RegenerateAccessTokenResponse(_message.Message):
     __slots__ = ("session_exists", "session", "access_token")
@@ -279,14 +290,14 @@ class RegenerateAccessTokenResponse(_message.Message):
     def __init__(self, session_exists: _Optional[bool] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., access_token: _Optional[_Union[Token, _Mapping]] = ...) -> None: ...
 
 class SetClaimValueRequest(_message.Message):
-    __slots__ = ("session_handle", "claim_key", "value_json")
+    __slots__ = ("session_handle", "claim_key", "value")
     SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
     CLAIM_KEY_FIELD_NUMBER: _ClassVar[int]
-    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
     session_handle: str
     claim_key: str
-    value_json: str
-    def __init__(self, session_handle: _Optional[str] = ..., claim_key: _Optional[str] = ..., value_json: _Optional[str] = ...) -> None: ...
+    value: _struct_pb2.Value
+    def __init__(self, session_handle: _Optional[str] = ..., claim_key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class SetClaimValueResponse(_message.Message):
     __slots__ = ("updated",)
@@ -303,12 +314,12 @@ class GetClaimValueRequest(_message.Message):
     def __init__(self, session_handle: _Optional[str] = ..., claim_key: _Optional[str] = ...) -> None: ...
 
 class GetClaimValueResponse(_message.Message):
-    __slots__ = ("session_exists", "value_json")
+    __slots__ = ("session_exists", "value")
     SESSION_EXISTS_FIELD_NUMBER: _ClassVar[int]
-    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
     session_exists: bool
-    value_json: str
-    def __init__(self, session_exists: _Optional[bool] = ..., value_json: _Optional[str] = ...) -> None: ...
+    value: _struct_pb2.Value
+    def __init__(self, session_exists: _Optional[bool] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class RemoveClaimRequest(_message.Message):
     __slots__ = ("session_handle", "claim_key")
@@ -325,32 +336,26 @@ class RemoveClaimResponse(_message.Message):
     def __init__(self, updated: _Optional[bool] = ...) -> None: ...
 
 class ValidateClaimsRequest(_message.Message):
-    __slots__ = ("user_id", "access_token_payload_json", "claim_validators")
-    USER_ID_FIELD_NUMBER: _ClassVar[int]
-    ACCESS_TOKEN_PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("access_token_payload", "claim_validators")
+    ACCESS_TOKEN_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     CLAIM_VALIDATORS_FIELD_NUMBER: _ClassVar[int]
-    user_id: str
-    access_token_payload_json: str
+    access_token_payload: _struct_pb2.Struct
     claim_validators: _containers.RepeatedCompositeFieldContainer[ClaimValidator]
-    def __init__(self, user_id: _Optional[str] = ..., access_token_payload_json: _Optional[str] = ..., claim_validators: _Optional[_Iterable[_Union[ClaimValidator, _Mapping]]] = ...) -> None: ...
+    def __init__(self, access_token_payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., claim_validators: _Optional[_Iterable[_Union[ClaimValidator, _Mapping]]] = ...) -> None: ...
 
 class ValidateClaimsResponse(_message.Message):
-    __slots__ = ("access_token_payload_update_json", "invalid_claims")
-    ACCESS_TOKEN_PAYLOAD_UPDATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("invalid_claims",)
     INVALID_CLAIMS_FIELD_NUMBER: _ClassVar[int]
-    access_token_payload_update_json: str
     invalid_claims: _containers.RepeatedCompositeFieldContainer[ClaimValidationError]
-    def __init__(self, access_token_payload_update_json: _Optional[str] = ..., invalid_claims: _Optional[_Iterable[_Union[ClaimValidationError, _Mapping]]] = ...) -> None: ...
+    def __init__(self, invalid_claims: _Optional[_Iterable[_Union[ClaimValidationError, _Mapping]]] = ...) -> None: ...
 
 class ValidateClaimsInJwtPayloadRequest(_message.Message):
-    __slots__ = ("user_id", "jwt_payload_json", "claim_validators")
-    USER_ID_FIELD_NUMBER: _ClassVar[int]
-    JWT_PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("jwt_payload", "claim_validators")
+    JWT_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     CLAIM_VALIDATORS_FIELD_NUMBER: _ClassVar[int]
-    user_id: str
-    jwt_payload_json: str
+    jwt_payload: _struct_pb2.Struct
     claim_validators: _containers.RepeatedCompositeFieldContainer[ClaimValidator]
-    def __init__(self, user_id: _Optional[str] = ..., jwt_payload_json: _Optional[str] = ..., claim_validators: _Optional[_Iterable[_Union[ClaimValidator, _Mapping]]] = ...) -> None: ...
+    def __init__(self, jwt_payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., claim_validators: _Optional[_Iterable[_Union[ClaimValidator, _Mapping]]] = ...) -> None: ...
 
 class ValidateClaimsInJwtPayloadResponse(_message.Message):
     __slots__ = ("invalid_claims",)
@@ -359,12 +364,8 @@ class ValidateClaimsInJwtPayloadResponse(_message.Message):
     def __init__(self, invalid_claims: _Optional[_Iterable[_Union[ClaimValidationError, _Mapping]]] = ...) -> None: ...
 
 class GetGlobalClaimValidatorsRequest(_message.Message):
-    __slots__ = ("user_id", "access_token_payload_json")
-    USER_ID_FIELD_NUMBER: _ClassVar[int]
-    ACCESS_TOKEN_PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
-    user_id: str
-    access_token_payload_json: str
-    def __init__(self, user_id: _Optional[str] = ..., access_token_payload_json: _Optional[str] = ...) -> None: ...
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class GetGlobalClaimValidatorsResponse(_message.Message):
     __slots__ = ("claim_validators",)
@@ -373,14 +374,14 @@ class GetGlobalClaimValidatorsResponse(_message.Message):
     def __init__(self, claim_validators: _Optional[_Iterable[_Union[ClaimValidator, _Mapping]]] = ...) -> None: ...
 
 class CreateJwtRequest(_message.Message):
-    __slots__ = ("payload_json", "validity_seconds", "use_static_signing_key")
-    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
-    VALIDITY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("payload", "validity", "use_static_signing_key")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_FIELD_NUMBER: _ClassVar[int]
     USE_STATIC_SIGNING_KEY_FIELD_NUMBER: _ClassVar[int]
-    payload_json: str
-    validity_seconds: int
+    payload: _struct_pb2.Struct
+    validity: _duration_pb2.Duration
     use_static_signing_key: bool
-    def __init__(self, payload_json: _Optional[str] = ..., validity_seconds: _Optional[int] = ..., use_static_signing_key: _Optional[bool] = ...) -> None: ...
+    def __init__(self, payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., validity: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., use_static_signing_key: _Optional[bool] = ...) -> None: ...
 
 class CreateJwtResponse(_message.Message):
     __slots__ = ("jwt",)
@@ -415,40 +416,40 @@ class GetJwksRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetJwksResponse(_message.Message):
-    __slots__ = ("keys", "max_age_seconds")
+    __slots__ = ("keys", "max_age")
     KEYS_FIELD_NUMBER: _ClassVar[int]
-    MAX_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[JsonWebKey]
-    max_age_seconds: int
-    def __init__(self, keys: _Optional[_Iterable[_Union[JsonWebKey, _Mapping]]] = ..., max_age_seconds: _Optional[int] = ...) -> None: ...
+    max_age: _duration_pb2.Duration
+    def __init__(self, keys: _Optional[_Iterable[_Union[JsonWebKey, _Mapping]]] = ..., max_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class GetOpenIdDiscoveryConfigurationRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetOpenIdDiscoveryConfigurationResponse(_message.Message):
-    __slots__ = ("issuer", "jwks_uri", "document_json")
+    __slots__ = ("issuer", "jwks_uri", "document")
     ISSUER_FIELD_NUMBER: _ClassVar[int]
     JWKS_URI_FIELD_NUMBER: _ClassVar[int]
-    DOCUMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     issuer: str
     jwks_uri: str
-    document_json: str
-    def __init__(self, issuer: _Optional[str] = ..., jwks_uri: _Optional[str] = ..., document_json: _Optional[str] = ...) -> None: ...
+    document: _struct_pb2.Struct
+    def __init__(self, issuer: _Optional[str] = ..., jwks_uri: _Optional[str] = ..., document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Revocation(_message.Message):
-    __slots__ = ("session_handle", "user_id", "revoked_at_ms", "cursor", "access_tokens_valid_until_ms")
+    __slots__ = ("session_handle", "user_id", "revoke_time", "cursor", "access_tokens_expire_time")
     SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
-    REVOKED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
-    ACCESS_TOKENS_VALID_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_TOKENS_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     session_handle: str
     user_id: str
-    revoked_at_ms: int
+    revoke_time: _timestamp_pb2.Timestamp
     cursor: int
-    access_tokens_valid_until_ms: int
-    def __init__(self, session_handle: _Optional[str] = ..., user_id: _Optional[str] = ..., revoked_at_ms: _Optional[int] = ..., cursor: _Optional[int] = ..., access_tokens_valid_until_ms: _Optional[int] = ...) -> None: ...
+    access_tokens_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, session_handle: _Optional[str] = ..., user_id: _Optional[str] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cursor: _Optional[int] = ..., access_tokens_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WatchRevocationsRequest(_message.Message):
     __slots__ = ("after_cursor",)
@@ -465,20 +466,20 @@ class WatchRevocationsResponse(_message.Message):
     def __init__(self, revocations: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ..., cursor: _Optional[int] = ...) -> None: ...
 
 class SessionSummary(_message.Message):
-    __slots__ = ("session_handle", "user_id", "client_metadata", "time_created_ms", "last_refreshed_ms", "expiry_ms")
+    __slots__ = ("session_handle", "user_id", "client_metadata", "create_time", "last_refresh_time", "expire_time")
     SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_METADATA_FIELD_NUMBER: _ClassVar[int]
-    TIME_CREATED_MS_FIELD_NUMBER: _ClassVar[int]
-    LAST_REFRESHED_MS_FIELD_NUMBER: _ClassVar[int]
-    EXPIRY_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_REFRESH_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     session_handle: str
     user_id: str
     client_metadata: ClientMetadata
-    time_created_ms: int
-    last_refreshed_ms: int
-    expiry_ms: int
-    def __init__(self, session_handle: _Optional[str] = ..., user_id: _Optional[str] = ..., client_metadata: _Optional[_Union[ClientMetadata, _Mapping]] = ..., time_created_ms: _Optional[int] = ..., last_refreshed_ms: _Optional[int] = ..., expiry_ms: _Optional[int] = ...) -> None: ...
+    create_time: _timestamp_pb2.Timestamp
+    last_refresh_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, session_handle: _Optional[str] = ..., user_id: _Optional[str] = ..., client_metadata: _Optional[_Union[ClientMetadata, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_refresh_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
     __slots__ = ("user_id", "page_size", "page_token")
@@ -491,14 +492,14 @@ class ListSessionsRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListSessionsResponse(_message.Message):
-    __slots__ = ("sessions", "next_page_token", "total_count")
+    __slots__ = ("sessions", "next_page_token", "total_size")
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
-    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     sessions: _containers.RepeatedCompositeFieldContainer[SessionSummary]
     next_page_token: str
-    total_count: int
-    def __init__(self, sessions: _Optional[_Iterable[_Union[SessionSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
+    total_size: int
+    def __init__(self, sessions: _Optional[_Iterable[_Union[SessionSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
 
 class RevokeOtherSessionsRequest(_message.Message):
     __slots__ = ("session_handle",)

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class SessionServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Sessions of users, created after login by an edge service and verified by
+    every service (locally from the JWKS, or here).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -152,144 +154,203 @@ class SessionServiceStub:
 
 
 class SessionServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Sessions of users, created after login by an edge service and verified by
+    every service (locally from the JWKS, or here).
+    """
 
     def CreateNewSession(self, request, context):
-        """Starts a session for a user and returns its token pair.
+        """Starts a session for a user and returns its access and refresh tokens.
+        With max_sessions_per_user configured, the user's oldest sessions beyond the
+        cap are revoked. Errors: only those every RPC can answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSession(self, request, context):
-        """Verifies an access token (and optionally the anti-CSRF token, the session row
-        and claim validators).
+        """Verifies an access token: signature, expiry, the anti-CSRF token when the
+        check applies, optionally that the session still exists, and the claim
+        validators (the configured global ones, or the override given).
+        Errors:
+        - UNAUTHENTICATED, UNAUTHORISED: not an access token of this authority, or
+        (check_database) the session no longer exists; metadata clearTokens.
+        - UNAUTHENTICATED, TRY_REFRESH_TOKEN: expired, signed by an unknown key, a bad
+        signature, or the anti-CSRF token missing or wrong.
+        - PERMISSION_DENIED, INVALID_CLAIMS: a claim validator failed; the
+        InvalidClaims detail lists every failure.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RefreshSession(self, request, context):
-        """Rotates a refresh token; reuse of an ancestor is reported as token theft.
+        """Rotates a refresh token and returns a new token pair. The token just rotated
+        away, presented again within the grace period (a retry, a second tab), gets
+        the same successor. Reuse of an older token is theft: the session is revoked.
+        Errors:
+        - UNAUTHENTICATED, UNAUTHORISED: not a refresh token of this authority, the
+        session does not exist or has expired, or the anti-CSRF token is missing
+        or wrong; metadata clearTokens.
+        - PERMISSION_DENIED, TOKEN_THEFT_DETECTED: metadata sessionHandle and userId
+        of the session, now revoked.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeSession(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revokes one session. Errors: only those every RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeAllSessionsForUser(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revokes every session of a user. Errors: only those every RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeMultipleSessions(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revokes several sessions (at most 1000 handles). Errors: only those every
+        RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAllSessionHandlesForUser(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The handles of a user's live sessions, oldest first. Errors: only those
+        every RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSessionInformation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The stored state of a session. Errors: only those every RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSessionDataInDatabase(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Replaces a session's data in the database. Errors: only those every RPC can
+        answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def MergeIntoAccessTokenPayload(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Merges claims into the payload of the session's future access tokens.
+        Errors: only those every RPC can answer (protected claims are
+        INVALID_ARGUMENT).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RegenerateAccessToken(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Re-issues an access token with the session's current (or new) custom claims
+        and the same expiry. Errors: UNAUTHENTICATED, UNAUTHORISED or
+        TRY_REFRESH_TOKEN for a token that is not ours or fails its signature check
+        (an expired one is accepted), and those every RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetClaimValue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Sets a claim's value in the session's stored payload (fetched now). Errors:
+        only those every RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetClaimValue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Reads a claim's value from the session's stored payload. Errors: only those
+        every RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RemoveClaim(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Removes a claim from the session's stored payload. Errors: only those every
+        RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ValidateClaims(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Runs claim validators against an access-token payload. Nothing is refetched
+        here: fetch functions live with the caller. Errors: only those every RPC
+        can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ValidateClaimsInJwtPayload(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Runs claim validators against the payload of any JWT. Errors: only those
+        every RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetGlobalClaimValidators(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The validators that GetSession runs unless overridden. Errors: only those
+        every RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateJwt(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Signs a JWT that is no session token (it carries "stt": 1, and claims of any
+        SuperTokens session layout are refused). Errors: only those every RPC can
+        answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetJwks(self, request, context):
-        """Every public key that can verify a live access token.
+        """Every public key that can verify a live token. Errors: only those every RPC
+        can answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetOpenIdDiscoveryConfiguration(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The issuer and where its keys are (as /.well-known/openid-configuration).
+        Errors: only those every RPC can answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchRevocations(self, request, context):
-        """Beyond the recipe: every revocation, from a durable ordered log: first the
-        backlog after the cursor, then live ones. A message with no revocations is a
-        heartbeat (sent every few seconds) carrying the latest cursor.
+        """Every revocation, from a durable ordered log: first the backlog after the
+        cursor, then live ones. A message with no revocations is a heartbeat (sent
+        every few seconds) carrying the latest cursor. Errors: only those every RPC
+        can answer; UNAVAILABLE ends the stream (reconnect and resume from the
+        cursor).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListSessions(self, request, context):
-        """A user's live sessions with their client metadata, newest first.
+        """A page of a user's live sessions with their client metadata, newest first.
+        Errors: only those every RPC can answer (a page token not issued for this
+        user is INVALID_ARGUMENT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -297,6 +358,7 @@ class SessionServiceServicer:
 
     def RevokeOtherSessions(self, request, context):
         """"Sign out everywhere else": revokes every session of the user but this one.
+        Errors: only those every RPC can answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -429,7 +491,9 @@ def add_SessionServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SessionService:
-    """Missing associated documentation comment in .proto file."""
+    """Sessions of users, created after login by an edge service and verified by
+    every service (locally from the JWKS, or here).
+    """
 
     @staticmethod
     def CreateNewSession(request,
