@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,25 @@ def token_hash_hex(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _authenticated_body(
+    token: str, length: int, size: int, version: int, mac: Callable[[bytes], bytes]
+) -> bytes | None:
+    """The body of base64url(body | MAC) if the token is one the authority issued
+    (its length, version, canonical spelling and MAC), else None."""
+    if len(token) != length:
+        return None
+    try:
+        raw = b64url_decode(token)
+    except ValueError:
+        return None
+    if len(raw) != size or raw[0] != version:
+        return None
+    if b64url_encode(raw) != token:  # only the canonical spelling of a token is it
+        return None
+    body, tag = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    return body if hmac.compare_digest(tag, mac(body)) else None
+
+
 class RefreshTokenCodec:
     def __init__(self, key: bytes) -> None:
         self._key = key
@@ -102,18 +122,10 @@ class RefreshTokenCodec:
 
     def parse(self, token: str) -> RefreshTokenContents | None:
         """The token's contents if the authority issued it, else None."""
-        if len(token) != REFRESH_TOKEN_LENGTH:
-            return None
-        try:
-            raw = b64url_decode(token)
-        except ValueError:
-            return None
-        if len(raw) != _TOKEN_BYTES or raw[0] != REFRESH_TOKEN_VERSION:
-            return None
-        if b64url_encode(raw) != token:  # only the canonical spelling of a token is it
-            return None
-        body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-        if not hmac.compare_digest(mac, self._mac(body)):
+        body = _authenticated_body(
+            token, REFRESH_TOKEN_LENGTH, _TOKEN_BYTES, REFRESH_TOKEN_VERSION, self._mac
+        )
+        if body is None:
             return None
         return RefreshTokenContents(
             session_handle=str(uuid.UUID(bytes=body[2:18])),
@@ -164,18 +176,14 @@ class PageTokenCodec:
     def parse(self, user_id: str, token: str) -> tuple[int, str] | None:
         """(created_ms, session handle) if the authority issued this token for this
         user id, else None."""
-        if len(token) != PAGE_TOKEN_LENGTH:
-            return None
-        try:
-            raw = b64url_decode(token)
-        except ValueError:
-            return None
-        if len(raw) != _PAGE_TOKEN_BYTES or raw[0] != PAGE_TOKEN_VERSION:
-            return None
-        if b64url_encode(raw) != token:  # only the canonical spelling of a token is it
-            return None
-        body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-        if not hmac.compare_digest(mac, self._mac(body, user_id)):
+        body = _authenticated_body(
+            token,
+            PAGE_TOKEN_LENGTH,
+            _PAGE_TOKEN_BYTES,
+            PAGE_TOKEN_VERSION,
+            lambda data: self._mac(data, user_id),
+        )
+        if body is None:
             return None
         (created_ms,) = _POSITION.unpack_from(body, 1)
         if created_ms > _MAX_POSITION_MS:  # never issued; refused all the same
