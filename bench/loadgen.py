@@ -3,6 +3,14 @@ server's), keeping many calls in flight, sending pre-serialised requests and
 keeping the response bytes unparsed, so that its CPU per call is the same for
 the product and the ceiling.
 
+Connect jobs (Job.protocol CONNECT_PROTO or CONNECT_JSON) go to the server's
+HTTP listener instead: unary Connect POSTs over HTTP/1.1 keep-alive
+connections, one per call in flight (HTTP/1.1 has one call per connection at a
+time), the request bodies pre-serialised (protobuf bytes, or their JSON) and
+the responses kept as bytes. The client is a few lines over asyncio streams
+(the status line and the framing parsed, nothing else), so that its own CPU per
+call stays near the gRPC client's and the comparison is of the servers.
+
 A run is one Job split over the processes. Each process connects and warms up,
 then all start together on a signal; the server's CPU time is read just before
 the signal and just after the last process reports, so it covers exactly the
@@ -33,6 +41,11 @@ CYCLE = "cycle"  # requests reused round-robin
 ONCE = "once"  # each request sent once (revocations); the run ends when all are sent
 CHAIN = "chain"  # each in-flight slot refreshes its own sessions, with the newest token
 
+GRPC = "grpc"
+CONNECT_PROTO = "connect+proto"  # Connect unary, application/proto
+CONNECT_JSON = "connect+json"  # Connect unary, application/json
+CONTENT_TYPES = {CONNECT_PROTO: "application/proto", CONNECT_JSON: "application/json"}
+
 CALL_TIMEOUT_S = 30.0
 STREAMS_PER_CHANNEL = 64  # in-flight calls per connection; more get another channel
 _REPORT_SLACK_S = 120.0
@@ -49,6 +62,7 @@ class Job:
     collect: int = 0  # keep up to this many response bodies
     max_calls: int | None = None  # stop after this many calls (within duration_s)
     connections: int | None = None  # in all; default one per STREAMS_PER_CHANNEL in flight
+    protocol: str = GRPC  # or CONNECT_PROTO, CONNECT_JSON (one connection per call in flight)
 
 
 @dataclass
@@ -154,6 +168,96 @@ class _Feed:
             self._own[slot][index] = rpcs.next_refresh_request(response)
 
 
+class CallFailed(Exception):
+    """A Connect call that did not succeed; code as the error counts name it."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _ConnectCaller:
+    """One keep-alive HTTP/1.1 connection making unary Connect calls, one at a time."""
+
+    def __init__(self, target: str, method: str, protocol: str) -> None:
+        self.host, _, port = target.rpartition(":")
+        self.port = int(port)
+        self.head = (
+            f"POST {rpcs.path(method)} HTTP/1.1\r\nHost: {target}\r\n"
+            f"Content-Type: {CONTENT_TYPES[protocol]}\r\nConnect-Protocol-Version: 1\r\n"
+            f"Connect-Timeout-Ms: {int(CALL_TIMEOUT_S * 1000)}\r\nContent-Length: "
+        ).encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.close()
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def __call__(self, request: bytes, timeout: float) -> bytes:  # noqa: ASYNC109 (as grpc.aio calls)
+        try:
+            async with asyncio.timeout(timeout):
+                if self.writer is None:
+                    await self.connect()
+                assert self.reader is not None and self.writer is not None
+                self.writer.write(self.head + b"%d\r\n\r\n" % len(request) + request)
+                status, close, body = await _read_response(self.reader)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
+            self.close()
+            raise CallFailed(f"connection: {type(error).__name__}") from None
+        except TimeoutError:
+            self.close()
+            raise CallFailed("DEADLINE_EXCEEDED") from None
+        if close:
+            self.close()
+        if status != 200:
+            raise CallFailed(_connect_code(status, body))
+        return body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """(status, whether the server closes the connection, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(None, 2)[1])
+    length = None
+    chunked = close = False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            close = b"close" in value.lower()
+    if not chunked:
+        return status, close, await reader.readexactly(length or 0)
+    chunks = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")  # no trailers from a unary Connect answer
+            return status, close, b"".join(chunks)
+        chunks.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+def _connect_code(status: int, body: bytes) -> str:
+    """A Connect error's code, upper-cased as gRPC names codes (or the HTTP status)."""
+    import json
+
+    try:
+        return str(json.loads(body)["code"]).upper()
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {status}"
+
+
 async def _drive(
     job: Job, calls: list[Any], feed: _Feed, seconds: float, result: PartResult | None
 ) -> None:
@@ -175,6 +279,10 @@ async def _drive(
                 if result is not None:
                     result.errors[error.code().name] += 1
                 continue
+            except CallFailed as error:
+                if result is not None:
+                    result.errors[error.code] += 1
+                continue
             feed.answered(k, index, response)
             if result is None:
                 continue
@@ -189,6 +297,8 @@ async def _drive(
 
 
 async def _run_part(conn: Connection, target: str, job: Job) -> PartResult | None:
+    if job.protocol != GRPC:
+        return await _run_connect_part(conn, target, job)
     import grpc
 
     slots = job.concurrency if job.mode != CHAIN else min(job.concurrency, len(job.requests))
@@ -200,28 +310,48 @@ async def _run_part(conn: Connection, target: str, job: Job) -> PartResult | Non
         for _ in range(max(1, min(connections, slots)))
     ]
     calls = [channel.unary_unary(rpcs.path(job.method)) for channel in channels]
-    feed = _Feed(job, max(slots, 1))
     try:
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), CALL_TIMEOUT_S)
-        if job.warmup_s > 0:
-            # ONCE: warming up may use a tenth of the requests, no more.
-            feed.limit = len(job.requests) // 10
-            await _drive(job, calls, feed, job.warmup_s, None)
-            feed.limit = len(job.requests)
-        feed.counted = 0
-        conn.send("ready")
-        if conn.recv() != "go":  # nothing is in flight while this blocks
-            return None  # the run was called off
-        result = PartResult()
-        cpu, wall = time.process_time(), time.perf_counter()
-        await _drive(job, calls, feed, job.duration_s, result)
-        result.wall_s = time.perf_counter() - wall
-        result.cpu_s = time.process_time() - cpu
-        return result
+        return await _measure_part(conn, job, calls, slots)
     finally:
         for channel in channels:
             await channel.close()
+
+
+async def _run_connect_part(conn: Connection, target: str, job: Job) -> PartResult | None:
+    slots = job.concurrency if job.mode != CHAIN else min(job.concurrency, len(job.requests))
+    callers = [_ConnectCaller(target, job.method, job.protocol) for _ in range(max(slots, 1))]
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(caller.connect() for caller in callers)), CALL_TIMEOUT_S
+        )
+        return await _measure_part(conn, job, callers, slots)
+    finally:
+        for caller in callers:
+            caller.close()
+
+
+async def _measure_part(
+    conn: Connection, job: Job, calls: list[Any], slots: int
+) -> PartResult | None:
+    """Warm up, report ready, wait for the signal, then the measured window."""
+    feed = _Feed(job, max(slots, 1))
+    if job.warmup_s > 0:
+        # ONCE: warming up may use a tenth of the requests, no more.
+        feed.limit = len(job.requests) // 10
+        await _drive(job, calls, feed, job.warmup_s, None)
+        feed.limit = len(job.requests)
+    feed.counted = 0
+    conn.send("ready")
+    if conn.recv() != "go":  # nothing is in flight while this blocks
+        return None  # the run was called off
+    result = PartResult()
+    cpu, wall = time.process_time(), time.perf_counter()
+    await _drive(job, calls, feed, job.duration_s, result)
+    result.wall_s = time.perf_counter() - wall
+    result.cpu_s = time.process_time() - cpu
+    return result
 
 
 def _worker_main(conn: Connection) -> None:
@@ -324,8 +454,9 @@ class LoadGenerator:
         if not parts:
             raise ValueError(f"{job.method}: nothing to send")
         active = self._workers[: len(parts)]
+        target = server.target if job.protocol == GRPC else server.http_target
         for (_, conn), part in zip(active, parts, strict=True):
-            conn.send((server.target, part))
+            conn.send((target, part))
         for worker in active:
             self._expect(worker, "ready", job.warmup_s + _REPORT_SLACK_S, server)
         before = server.cpu()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .rpcs import CREATE, GET, LABELS
-from .targets import capacity
+from .targets import CONNECT_FORMS, CONNECT_GRPC, CONNECT_RPCS, capacity
 
 ROOT = Path(__file__).resolve().parent.parent
 LATEST = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -252,6 +252,52 @@ def algorithms_table(results: dict[str, Any]) -> str:
     )
 
 
+def connect_table(results: dict[str, Any]) -> str:
+    """gRPC, Connect binary and Connect JSON on one server, per RPC (the connect phase)."""
+    level = results["config"]["efficiency_level"]
+    forms = (("gRPC", CONNECT_GRPC), *((f"Connect {f}", s) for f, s in CONNECT_FORMS.items()))
+    rows = []
+    for rpc in CONNECT_RPCS:
+        grpc_row = _find(results, CONNECT_GRPC, rpc, level)
+        for name, server in forms:
+            m = _find(results, server, rpc, level)
+            if m is None:
+                continue
+            rows.append(
+                [
+                    rpc,
+                    name,
+                    float(m["rps"]),
+                    float(m["server_cpu_us_per_call"]),
+                    float(m["loadgen_cpu_us_per_call"]),
+                    m["p50_ms"],
+                    m["request_bytes"],
+                    m["response_bytes"],
+                    round(m["rps"] / grpc_row["rps"], 2) if grpc_row else None,
+                    round(grpc_row["server_cpu_us_per_call"] / m["server_cpu_us_per_call"], 2)
+                    if grpc_row and m["server_cpu_us_per_call"]
+                    else None,
+                ]
+            )
+    if not rows:
+        return ""
+    return _table(
+        [
+            "RPC",
+            "form",
+            "RPC/s",
+            "server CPU µs/call",
+            "load gen CPU µs/call",
+            "p50 ms",
+            "req B",
+            "resp B",
+            "RPC/s vs gRPC",
+            "gRPC µs / this µs",
+        ],
+        rows,
+    )
+
+
 def workers_table(results: dict[str, Any]) -> str:
     measured = results.get("workers")
     if not measured:
@@ -363,6 +409,13 @@ def markdown(results: dict[str, Any], *, with_targets: bool = True) -> str:
         "plus base64 + JSON decoding of the payload (the reachable floor). Per CPU-second.\n\n"
         + local_table(results),
         "## RS256 vs ES256 vs EdDSA\n\n" + algorithms_table(results),
+        f"## Connect vs gRPC (SQLite, RS256, c={level})\n\n"
+        "One server, CreateNewSession and GetSession over gRPC and then, on its HTTP "
+        "listener, over Connect binary (application/proto) and Connect JSON, the three "
+        "back to back; Connect over one keep-alive HTTP/1.1 connection per call in flight. "
+        "The last column compares server CPU per call (the steadier figure on shared "
+        "cores: the load generators' own CPU per call differs by protocol).\n\n"
+        + connect_table(results),
         "## `serve --workers 2`\n\n"
         "Projected capacity = min(processes / main-thread CPU per call, cores / all-threads "
         "CPU per call): what the server would serve with both cores to itself, since here the "

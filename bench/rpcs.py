@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from google.protobuf import json_format
 from session_authority.structs import struct_to_wire
 from session_authority.v1 import session_service_pb2 as pb
 
@@ -29,6 +30,13 @@ METHOD_OF = {CREATE: CREATE, GET: GET, GET_DB: GET, REFRESH: REFRESH, REVOKE: RE
 
 def path(method: str) -> str:
     return f"/{SERVICE}/{method}"
+
+
+def as_json(method: str, request: bytes) -> bytes:
+    """A serialised request as Connect JSON sends it (proto3 JSON, camelCase)."""
+    message_class = getattr(pb, f"{method}Request")
+    message = message_class.FromString(request)
+    return json_format.MessageToJson(message, indent=None).encode()
 
 
 @dataclass(frozen=True, slots=True)

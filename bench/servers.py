@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 _SERVING = re.compile(r"serving gRPC on [\w.\[\]:]+:(\d+)")
+# The product's line once the HTTP listener also carries SessionService (Connect).
+_SERVING_CONNECT = re.compile(
+    r"serving SessionService over Connect and gRPC-Web at https?://[\w.\[\]:]+:(\d+)/"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class ServerProcess:
     def __init__(self, label: str, command: list[str], env: dict[str, str], serving: int = 1):
         self.label = label
         self.port = 0
+        self._http_port = 0
         self.log: collections.deque[str] = collections.deque(maxlen=200)
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._popen = subprocess.Popen(
@@ -87,7 +92,9 @@ class ServerProcess:
             self._lines.put(line)
         self._lines.put(None)
 
-    def _wait_serving(self, count: int) -> None:
+    def _wait_for(self, pattern: re.Pattern[str], count: int) -> list[int]:
+        """The ports of the next count log lines matching pattern (lines before
+        them are consumed; the log keeps them)."""
         ports = []
         while len(ports) < count:
             try:
@@ -96,10 +103,13 @@ class ServerProcess:
                 raise RuntimeError(f"{self.label}: not serving after {START_TIMEOUT_S} s") from None
             if line is None:
                 raise RuntimeError(f"{self.label} exited before serving:\n{self.log_text()}")
-            match = _SERVING.search(line)
+            match = pattern.search(line)
             if match:
                 ports.append(int(match.group(1)))
-        self.port = ports[0]
+        return ports
+
+    def _wait_serving(self, count: int) -> None:
+        self.port = self._wait_for(_SERVING, count)[0]
 
     @property
     def pid(self) -> int:
@@ -108,6 +118,14 @@ class ServerProcess:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_target(self) -> str:
+        """Where SessionService is served over Connect (the HTTP listener); read
+        from the log the first time (the line follows the gRPC one)."""
+        if not self._http_port:
+            self._http_port = self._wait_for(_SERVING_CONNECT, 1)[0]
+        return f"127.0.0.1:{self._http_port}"
 
     def log_text(self) -> str:
         return "".join(self.log)

@@ -11,6 +11,9 @@ sqlite      every RPC at every concurrency on SQLite with RS256, each GetSession
 postgresql  bare asyncpg statements and the PostgresStore alone, then as sqlite
             (without local verification)
 algorithms  CreateNewSession, GetSession and local verification with ES256, EdDSA
+connect     CreateNewSession and GetSession on one server (SQLite, RS256) over gRPC,
+            then over Connect binary and Connect JSON on its HTTP listener, at the
+            efficiency concurrency, the three forms back to back for each RPC
 workers     GetSession: one process, then `serve --workers 2`, on one database
 memory      server RSS after N creates vs after N/100 (at most 10,000)
 """
@@ -27,16 +30,23 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from . import attribution, floors, local_verify, rpcs
+from . import attribution, floors, local_verify, rpcs, targets
 from .databases import postgres_database, postgres_reachable, sqlite_database
-from .loadgen import CHAIN, ONCE, Job, LoadGenerator, Measurement
+from .loadgen import CHAIN, CONNECT_JSON, CONNECT_PROTO, GRPC, ONCE, Job, LoadGenerator, Measurement
 from .rpcs import CREATE, GET, GET_DB, METHOD_OF, REFRESH, REVOKE
 from .servers import ServerProcess, start_ceiling, start_product
+from .targets import CONNECT_GRPC, CONNECT_SERVER
 
-PHASES = ("floors", "sqlite", "postgresql", "algorithms", "workers", "memory")
+PHASES = ("floors", "sqlite", "postgresql", "algorithms", "connect", "workers", "memory")
 ALGORITHM_RUNS = ("ES256", "EdDSA")  # RS256 is the sqlite phase's
 GET_TOKENS = 1000  # distinct access tokens GetSession cycles over
 WORKERS_CONNECTIONS = 16  # so that SO_REUSEPORT spreads them over both workers
+# The connect phase's rows: server label of each protocol (targets.py reads them).
+CONNECT_FORMS = {
+    GRPC: CONNECT_GRPC,
+    CONNECT_PROTO: targets.CONNECT_FORMS["binary"],
+    CONNECT_JSON: targets.CONNECT_FORMS["JSON"],
+}
 
 
 @dataclass(frozen=True)
@@ -94,15 +104,21 @@ class Suite:
         return Job(METHOD_OF[label], requests, concurrency, **options)
 
     def measure(
-        self, server: ServerProcess, label: str, job: Job, *, record: bool = True
+        self,
+        server: ServerProcess,
+        label: str,
+        job: Job,
+        *,
+        record: bool = True,
+        server_label: str | None = None,
     ) -> Measurement:
         measurement = self.loadgen.run(server, job)
-        row = {"server": server.label, "rpc": label, **measurement.summary()}
+        row = {"server": server_label or server.label, "rpc": label, **measurement.summary()}
         if record:
             self.results["measurements"].append(row)
         errors = f" errors {row['errors']}" if row["errors"] else ""
         _log(
-            f"[{time.monotonic() - self.started:6.0f}s] {server.label:<24} {label:<27}"
+            f"[{time.monotonic() - self.started:6.0f}s] {row['server']:<24} {label:<27}"
             f" c={job.concurrency:<3} {row['rps']:>8.0f} RPC/s  p50 {row['p50_ms']:.2f} ms"
             f"  p99 {row['p99_ms']:.2f} ms  server {row['server_cpu_us_per_call']:.0f} µs/call"
             f"  loadgen {row['loadgen_cores']:.2f} cores{errors}"
@@ -134,6 +150,8 @@ class Suite:
             self.postgres_phase()
         if "algorithms" in phases:
             self.algorithms_phase()
+        if "connect" in phases:
+            self.connect_phase()
         if "workers" in phases:
             self.workers_phase()
         if "memory" in phases:
@@ -283,6 +301,38 @@ class Suite:
                     server.target, config.micro_s
                 )
 
+    def connect_phase(self) -> None:
+        """CreateNewSession and GetSession at the efficiency concurrency on one
+        product server, over gRPC, Connect binary (application/proto) and Connect
+        JSON (application/json) in turn: the same requests (JSON: the same
+        messages as proto3 JSON), the same calls in flight, server CPU per call
+        read the same way. Connect goes to the HTTP listener (uvicorn in the same
+        process as gRPC), one keep-alive HTTP/1.1 connection per call in flight."""
+        config = self.config
+        level = config.efficiency_level
+        with (
+            sqlite_database() as url,
+            start_product(
+                CONNECT_SERVER, url, sqlite_synchronous=config.sqlite_synchronous
+            ) as server,
+        ):
+            created = self.create_sessions(server, level, GET_TOKENS, record=False)
+            workloads = {
+                CREATE: rpcs.create_requests(),
+                GET: [
+                    rpcs.get_session_request(i.access_token, check_database=False) for i in created
+                ],
+            }
+            for label, requests in workloads.items():
+                for protocol, server_label in CONNECT_FORMS.items():
+                    bodies = (
+                        [rpcs.as_json(METHOD_OF[label], r) for r in requests]
+                        if protocol == CONNECT_JSON
+                        else requests
+                    )
+                    job = self.job(label, bodies, level, protocol=protocol)
+                    self.measure(server, label, job, server_label=server_label)
+
     def workers_phase(self) -> None:
         """GetSession at the efficiency concurrency on one process, then on two
         workers, same database and keys, same tokens, same connections."""
@@ -387,7 +437,8 @@ def _meta(config: BenchConfig) -> dict[str, Any]:
         "mode": "smoke" if config.smoke else "full",
         "python": platform.python_version(),
         **{
-            name: metadata.version(name) for name in ("grpcio", "protobuf", "cryptography", "PyJWT")
+            name: metadata.version(name)
+            for name in ("grpcio", "protobuf", "cryptography", "PyJWT", "connectrpc", "uvicorn")
         },
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),

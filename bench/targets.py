@@ -24,6 +24,15 @@ from typing import Any
 
 from .rpcs import CREATE, GET, GET_DB, LABELS, REFRESH, REVOKE
 
+# The connect phase's rows (bench/suite.py CONNECT_FORMS): one server, three forms.
+CONNECT_SERVER = "sqlite/RS256 connect"
+CONNECT_GRPC = f"{CONNECT_SERVER} gRPC"
+CONNECT_FORMS = {
+    "JSON": f"{CONNECT_SERVER} Connect JSON",
+    "binary": f"{CONNECT_SERVER} Connect binary",
+}
+CONNECT_RPCS = (CREATE, GET)
+
 CRYPTO_NEEDED = {CREATE: "sign_us", GET: "verify_us", GET_DB: "verify_us", REFRESH: "sign_us"}
 STORAGE_NEEDED = {
     CREATE: "insert_us",
@@ -37,6 +46,7 @@ GET_VS_EMPTY_TARGET = 0.60
 LOCAL_VS_JWT_TARGET = 1.0
 WORKERS_TARGET = 1.5
 MEMORY_TARGET = 1.5
+CONNECT_VS_GRPC_TARGET = 0.67
 
 
 def row(results: dict[str, Any], server: str, rpc: str, concurrency: int) -> dict[str, Any] | None:
@@ -193,6 +203,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "not measured in this run",
         )
     )
+
+    for rpc in CONNECT_RPCS:
+        grpc_row = row(results, CONNECT_GRPC, rpc, level)
+        for form, server in CONNECT_FORMS.items():
+            connect_row = row(results, server, rpc, level)
+            both = grpc_row is not None and connect_row is not None
+            found.append(
+                _target(
+                    f"Connect {form} / gRPC throughput, {rpc} at c={level} (SQLite, RS256)",
+                    connect_row["rps"] / grpc_row["rps"] if both else None,
+                    CONNECT_VS_GRPC_TARGET,
+                    f"{connect_row['rps']:.0f} vs {grpc_row['rps']:.0f} RPC/s; server "
+                    f"{connect_row['server_cpu_us_per_call']:.0f} vs "
+                    f"{grpc_row['server_cpu_us_per_call']:.0f} µs/call"
+                    if both
+                    else "",
+                    "not measured in this run",
+                )
+            )
 
     memory = results.get("memory")
     # Lower is better here: report large/small and pass when within the bound.
