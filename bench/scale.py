@@ -29,7 +29,6 @@ import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -45,6 +44,8 @@ from session_authority_server.storage.base import (
     session_values,
 )
 from session_authority_server.validation import DEFAULT_PAGE_SIZE
+
+from .suite import _git_commit
 
 SESSIONS_PER_USER = 100
 SAMPLES = 200
@@ -263,20 +264,6 @@ async def run(backend: str, dsn: str | None, small: int, large: int) -> dict[str
         "ratio": ratios,
         "pass": all(r < 2 for r in ratios.values()),
     }
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=os.path.dirname(__file__),
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def _loadavg(values: Any) -> str:
